@@ -1,0 +1,79 @@
+"""pdffillr-sessions: a Python client for the Pdffillr chat-sessions API.
+
+``with Session(client, title=...) as s:`` opens a session and always ends it; retries never
+duplicate a create or a send; every history is mirrored into a local SQLite cache readable offline.
+
+Errors and models import eagerly (they are light). The client, the session wrapper and the cache
+are imported on first use, so that the offline command line never pays for httpx or tenacity.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+from ._exceptions import (
+    APIConnectionError,
+    APIStatusError,
+    APITimeoutError,
+    AuthenticationError,
+    BadRequestError,
+    CacheError,
+    ConfigurationError,
+    InternalServerError,
+    NotFoundError,
+    PdffillrError,
+    PermissionDeniedError,
+    ProtocolError,
+    RateLimitError,
+    SessionEndedError,
+)
+from ._models import HistoryEntry, SessionInfo
+from ._version import __version__
+
+if TYPE_CHECKING:
+    from ._cache import HistoryCache
+    from ._client import PdffillrClient, RetryPolicy, Timeout
+    from ._session import Session
+
+_LAZY = {
+    "PdffillrClient": "._client",
+    "RetryPolicy": "._client",
+    "Timeout": "._client",
+    "Session": "._session",
+    "HistoryCache": "._cache",
+}
+
+__all__ = [
+    "APIConnectionError",
+    "APIStatusError",
+    "APITimeoutError",
+    "AuthenticationError",
+    "BadRequestError",
+    "CacheError",
+    "ConfigurationError",
+    "HistoryCache",
+    "HistoryEntry",
+    "InternalServerError",
+    "NotFoundError",
+    "PdffillrClient",
+    "PdffillrError",
+    "PermissionDeniedError",
+    "ProtocolError",
+    "RateLimitError",
+    "RetryPolicy",
+    "Session",
+    "SessionEndedError",
+    "SessionInfo",
+    "Timeout",
+    "__version__",
+]
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'pdffillr_sessions' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module, __name__), name)
+    globals()[name] = value
+    return value

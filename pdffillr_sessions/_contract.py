@@ -1,0 +1,65 @@
+"""Everything about the wire that the upstream docs do not pin down, in one place.
+
+The Sessions page of the Pdffillr docs fixes the session endpoints and the Session object.
+Every name below marked *inferred* comes from ``shared/api-contract.md``: the most likely shape,
+kept here so that it is a one-line change when the real API says otherwise. Nothing in this
+module does I/O or imports anything heavy: the offline CLI imports it.
+"""
+
+from __future__ import annotations
+
+from urllib.parse import quote
+
+DEFAULT_BASE_URL = "https://api.pdffillr.ai"  # inferred
+ENV_API_KEY = "PDFFILLR_API_KEY"
+ENV_BASE_URL = "PDFFILLR_BASE_URL"
+ENV_CACHE_PATH = "PDFFILLR_SESSIONS_DB"
+
+# Headers.
+AUTH_HEADER = "Authorization"  # inferred: "Bearer <key>"
+AUTH_SCHEME = "Bearer"
+IDEMPOTENCY_HEADER = "Idempotency-Key"  # inferred
+REQUEST_ID_HEADER = "x-request-id"  # inferred
+RETRY_AFTER_HEADER = "retry-after"
+RETRY_AFTER_MS_HEADER = "retry-after-ms"
+
+# Routes (relative to the base URL).
+SESSIONS_PATH = "/v1/sdk/chat/sessions"
+
+
+def _segment(session_id: str) -> str:
+    """Encode a session id as exactly one path segment.
+
+    Session ids are opaque: we never parse them, but we must never let one leave its segment
+    (``..``, ``a/b``, ``a?b``). Empty ids and the dot segments are refused by the caller
+    (``validate_session_id``); everything else is percent-encoded, ``/`` included.
+    """
+    return quote(session_id, safe="")
+
+
+def session_path(session_id: str) -> str:
+    return f"{SESSIONS_PATH}/{_segment(session_id)}"
+
+
+def end_path(session_id: str) -> str:
+    return f"{session_path(session_id)}/end"
+
+
+def messages_path(session_id: str) -> str:  # inferred path
+    return f"{session_path(session_id)}/messages"
+
+
+def documents_path(session_id: str) -> str:  # inferred path
+    return f"{session_path(session_id)}/documents"
+
+
+# Envelopes.
+LIST_ENVELOPE_KEY = "data"  # a list may come bare or as {"data": [...]}
+ERROR_ENVELOPE_KEY = "error"  # {"error": {"type": ..., "message": ...}} (inferred)
+
+# Status values from the seed.
+STATUS_ACTIVE = "active"
+STATUS_ENDED = "ended"
+
+# Error types (inferred).
+ERROR_SESSION_ENDED = "session_ended"

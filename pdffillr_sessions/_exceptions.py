@@ -1,0 +1,125 @@
+"""The one exception hierarchy of the library.
+
+``PdffillrError`` is the base of everything we raise on purpose. Transport failures keep the
+httpx exception in ``__cause__``; status errors carry what the server said (type, message,
+request id, body) and never the API key.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class PdffillrError(Exception):
+    """Base class of every error this library raises on purpose."""
+
+
+class ConfigurationError(PdffillrError):
+    """The client or cache was set up wrongly (no API key, bad option)."""
+
+
+class ProtocolError(PdffillrError):
+    """The server answered with a body that is not what the contract says."""
+
+
+class CacheError(PdffillrError):
+    """The local history cache cannot be used (corrupt, foreign, or a newer schema)."""
+
+
+class APIConnectionError(PdffillrError):
+    """The request never got a complete answer: refused, reset, or cut short."""
+
+    def __init__(self, message: str = "Connection error.", *, method: str = "", url: str = ""):
+        super().__init__(message)
+        self.message = message
+        self.method = method
+        self.url = url
+
+
+class APITimeoutError(APIConnectionError):
+    """The request, or the whole call with its retries, ran out of time."""
+
+    def __init__(self, message: str = "Request timed out.", *, method: str = "", url: str = ""):
+        super().__init__(message, method=method, url=url)
+
+
+class APIStatusError(PdffillrError):
+    """The server answered with a non-2xx status."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status_code: int,
+        error_type: str | None = None,
+        request_id: str | None = None,
+        body: Any = None,
+        method: str = "",
+        url: str = "",
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.status_code = status_code
+        self.error_type = error_type
+        self.request_id = request_id
+        self.body = body
+        self.method = method
+        self.url = url
+
+    def __str__(self) -> str:
+        parts = [f"{self.status_code}"]
+        if self.error_type:
+            parts.append(self.error_type)
+        text = f"[{' '.join(parts)}] {self.message}"
+        if self.request_id:
+            text += f" (request id {self.request_id})"
+        return text
+
+
+class BadRequestError(APIStatusError):
+    """400 or 422: the request was malformed (empty content, bad field)."""
+
+
+class AuthenticationError(APIStatusError):
+    """401: the API key is missing, wrong or revoked."""
+
+
+class PermissionDeniedError(APIStatusError):
+    """403: the key may not do this."""
+
+
+class NotFoundError(APIStatusError):
+    """404: no such session under this key (another key's sessions are never visible)."""
+
+
+class SessionEndedError(APIStatusError):
+    """409: the session has ended and is read-only.
+
+    Also raised locally, without a request, when a ``Session`` is used after its block.
+    """
+
+
+class RateLimitError(APIStatusError):
+    """429: too many requests."""
+
+
+class InternalServerError(APIStatusError):
+    """>= 500: the server failed."""
+
+
+_BY_STATUS: dict[int, type[APIStatusError]] = {
+    400: BadRequestError,
+    401: AuthenticationError,
+    403: PermissionDeniedError,
+    404: NotFoundError,
+    409: SessionEndedError,
+    422: BadRequestError,
+    429: RateLimitError,
+}
+
+
+def status_error_class(status_code: int) -> type[APIStatusError]:
+    """The exception class for a non-2xx status (pure: shared by sync and async clients)."""
+    if status_code >= 500:
+        return InternalServerError
+    return _BY_STATUS.get(status_code, APIStatusError)

@@ -1,0 +1,178 @@
+"""The value objects of the API and the pure functions that parse them from JSON.
+
+Parsing is strict about what the contract requires (a missing ``session_id`` is a
+``ProtocolError`` naming it) and lenient about everything else: unknown fields are kept in
+``raw``, unknown history types and statuses are kept as they are, and both a bare JSON array and
+a ``{"data": [...]}`` envelope are accepted where a list is expected.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+import attrs
+
+from . import _contract
+from ._exceptions import ProtocolError
+
+__all__ = [
+    "HistoryEntry",
+    "SessionInfo",
+    "parse_datetime",
+    "parse_entries",
+    "parse_entry",
+    "parse_json",
+    "parse_session",
+    "parse_sessions",
+]
+
+
+@attrs.frozen(kw_only=True)
+class SessionInfo:
+    """One session as the server describes it (the seed's Session object)."""
+
+    session_id: str
+    title: str | None
+    status: str
+    message_count: int
+    created_at: datetime
+    raw: Mapping[str, Any] = attrs.field(repr=False, factory=dict)
+
+    @property
+    def ended(self) -> bool:
+        return self.status == _contract.STATUS_ENDED
+
+    @property
+    def active(self) -> bool:
+        return self.status == _contract.STATUS_ACTIVE
+
+
+@attrs.frozen(kw_only=True)
+class HistoryEntry:
+    """One item of a session's history: a message, an attached document or an activity."""
+
+    id: str
+    session_id: str
+    type: str
+    role: str | None
+    content: str | None
+    created_at: datetime
+    raw: Mapping[str, Any] = attrs.field(repr=False, factory=dict)
+
+    @property
+    def document(self) -> Mapping[str, Any] | None:
+        """The ``document`` object of a document entry, if the server sent one."""
+        doc = self.raw.get("document")
+        return doc if isinstance(doc, Mapping) else None
+
+    @property
+    def event(self) -> str | None:
+        """The ``event`` name of an activity entry, if the server sent one."""
+        event = self.raw.get("event")
+        return event if isinstance(event, str) else None
+
+
+def parse_json(text: str | bytes, *, what: str) -> Any:
+    """Decode a response body, turning bad JSON into a ``ProtocolError`` that says where."""
+    try:
+        return json.loads(text)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ProtocolError(f"{what}: the response body is not valid JSON ({exc})") from None
+
+
+def parse_datetime(value: Any, *, what: str) -> datetime:
+    """An ISO 8601 timestamp as an aware datetime (``Z``, an offset, or naive taken as UTC)."""
+    if not isinstance(value, str):
+        raise ProtocolError(f"{what}: expected an ISO 8601 string, got {type(value).__name__}")
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        raise ProtocolError(f"{what}: {value!r} is not an ISO 8601 timestamp") from None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=UTC)
+    return parsed
+
+
+def _require(obj: Mapping[str, Any], key: str, kind: type | tuple[type, ...], what: str) -> Any:
+    if key not in obj:
+        raise ProtocolError(f"{what}: required field {key!r} is missing")
+    value = obj[key]
+    if not isinstance(value, kind) or isinstance(value, bool) and kind is int:
+        raise ProtocolError(
+            f"{what}: field {key!r} has the wrong type ({type(value).__name__})"
+        )
+    return value
+
+
+def _optional_str(obj: Mapping[str, Any], key: str, what: str) -> str | None:
+    value = obj.get(key)
+    if value is None or isinstance(value, str):
+        return value
+    raise ProtocolError(f"{what}: field {key!r} must be a string or null, got {type(value).__name__}")
+
+
+def _as_object(obj: Any, what: str) -> Mapping[str, Any]:
+    if not isinstance(obj, Mapping):
+        raise ProtocolError(f"{what}: expected a JSON object, got {type(obj).__name__}")
+    return obj
+
+
+def parse_session(obj: Any, *, what: str = "session") -> SessionInfo:
+    obj = _as_object(obj, what)
+    session_id = _require(obj, "session_id", str, what)
+    if not session_id:
+        raise ProtocolError(f"{what}: field 'session_id' is empty")
+    message_count = _require(obj, "message_count", int, what)
+    if message_count < 0:
+        raise ProtocolError(f"{what}: field 'message_count' is negative")
+    return SessionInfo(
+        session_id=session_id,
+        title=_optional_str(obj, "title", what),
+        status=_require(obj, "status", str, what),
+        message_count=message_count,
+        created_at=parse_datetime(_require(obj, "created_at", str, what), what=f"{what}.created_at"),
+        raw=dict(obj),
+    )
+
+
+def parse_entry(obj: Any, *, session_id: str, what: str = "history entry") -> HistoryEntry:
+    obj = _as_object(obj, what)
+    entry_id = _require(obj, "id", str, what)
+    if not entry_id:
+        raise ProtocolError(f"{what}: field 'id' is empty")
+    return HistoryEntry(
+        id=entry_id,
+        session_id=session_id,
+        type=_require(obj, "type", str, what),
+        role=_optional_str(obj, "role", what),
+        content=_optional_str(obj, "content", what),
+        created_at=parse_datetime(_require(obj, "created_at", str, what), what=f"{what}.created_at"),
+        raw=dict(obj),
+    )
+
+
+def unwrap_list(body: Any, *, what: str) -> list[Any]:
+    """A list body, bare or in the ``{"data": [...]}`` envelope."""
+    if isinstance(body, list):
+        return body
+    if isinstance(body, Mapping) and isinstance(body.get(_contract.LIST_ENVELOPE_KEY), list):
+        return list(body[_contract.LIST_ENVELOPE_KEY])
+    raise ProtocolError(
+        f"{what}: expected a JSON array or an object with a {_contract.LIST_ENVELOPE_KEY!r} array, "
+        f"got {type(body).__name__}"
+    )
+
+
+def parse_sessions(body: Any) -> list[SessionInfo]:
+    items = unwrap_list(body, what="sessions list")
+    return [parse_session(item, what=f"sessions list[{i}]") for i, item in enumerate(items)]
+
+
+def parse_entries(body: Any, *, session_id: str, what: str = "history") -> list[HistoryEntry]:
+    items = unwrap_list(body, what=what)
+    return [
+        parse_entry(item, session_id=session_id, what=f"{what}[{i}]") for i, item in enumerate(items)
+    ]

@@ -1,0 +1,16 @@
+"""The one-way fingerprint that scopes cached rows to an API key without storing the key."""
+
+from __future__ import annotations
+
+import hashlib
+
+_DOMAIN = b"pdffillr-sessions/key-scope/v1\x00"
+
+
+def key_scope(api_key: str) -> str:
+    """A short, stable, one-way fingerprint of ``api_key``.
+
+    Sixteen hex digits of a domain-separated SHA-256: enough to tell keys apart in one cache,
+    useless for recovering the key, and never the key's own bytes.
+    """
+    return hashlib.sha256(_DOMAIN + api_key.encode("utf-8")).hexdigest()[:16]
