@@ -22,6 +22,10 @@ class ProtocolError(PdffillrError):
     """The server answered with a body that is not what the contract says."""
 
 
+class InvalidInputError(PdffillrError, ValueError):
+    """An argument was refused before any request (an empty session id, a non-string title)."""
+
+
 class CacheError(PdffillrError):
     """The local history cache cannot be used (corrupt, foreign, or a newer schema)."""
 
@@ -54,10 +58,12 @@ class APIStatusError(PdffillrError):
         error_type: str | None = None,
         request_id: str | None = None,
         body: Any = None,
+        retry_after: float | None = None,
         method: str = "",
         url: str = "",
     ) -> None:
         super().__init__(message)
+        self.retry_after = retry_after
         self.message = message
         self.status_code = status_code
         self.error_type = error_type

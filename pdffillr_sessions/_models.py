@@ -100,10 +100,8 @@ def _require(obj: Mapping[str, Any], key: str, kind: type | tuple[type, ...], wh
     if key not in obj:
         raise ProtocolError(f"{what}: required field {key!r} is missing")
     value = obj[key]
-    if not isinstance(value, kind) or isinstance(value, bool) and kind is int:
-        raise ProtocolError(
-            f"{what}: field {key!r} has the wrong type ({type(value).__name__})"
-        )
+    if not isinstance(value, kind) or (isinstance(value, bool) and kind is int):
+        raise ProtocolError(f"{what}: field {key!r} has the wrong type ({type(value).__name__})")
     return value
 
 
@@ -111,7 +109,9 @@ def _optional_str(obj: Mapping[str, Any], key: str, what: str) -> str | None:
     value = obj.get(key)
     if value is None or isinstance(value, str):
         return value
-    raise ProtocolError(f"{what}: field {key!r} must be a string or null, got {type(value).__name__}")
+    raise ProtocolError(
+        f"{what}: field {key!r} must be a string or null, got {type(value).__name__}"
+    )
 
 
 def _as_object(obj: Any, what: str) -> Mapping[str, Any]:
@@ -133,7 +133,9 @@ def parse_session(obj: Any, *, what: str = "session") -> SessionInfo:
         title=_optional_str(obj, "title", what),
         status=_require(obj, "status", str, what),
         message_count=message_count,
-        created_at=parse_datetime(_require(obj, "created_at", str, what), what=f"{what}.created_at"),
+        created_at=parse_datetime(
+            _require(obj, "created_at", str, what), what=f"{what}.created_at"
+        ),
         raw=dict(obj),
     )
 
@@ -149,7 +151,9 @@ def parse_entry(obj: Any, *, session_id: str, what: str = "history entry") -> Hi
         type=_require(obj, "type", str, what),
         role=_optional_str(obj, "role", what),
         content=_optional_str(obj, "content", what),
-        created_at=parse_datetime(_require(obj, "created_at", str, what), what=f"{what}.created_at"),
+        created_at=parse_datetime(
+            _require(obj, "created_at", str, what), what=f"{what}.created_at"
+        ),
         raw=dict(obj),
     )
 
@@ -174,5 +178,6 @@ def parse_sessions(body: Any) -> list[SessionInfo]:
 def parse_entries(body: Any, *, session_id: str, what: str = "history") -> list[HistoryEntry]:
     items = unwrap_list(body, what=what)
     return [
-        parse_entry(item, session_id=session_id, what=f"{what}[{i}]") for i, item in enumerate(items)
+        parse_entry(item, session_id=session_id, what=f"{what}[{i}]")
+        for i, item in enumerate(items)
     ]

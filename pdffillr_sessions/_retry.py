@@ -1,0 +1,184 @@
+"""Retry decisions as pure functions, and the one tenacity loop that applies them.
+
+What to retry, how long to wait and when to give up are plain functions of the failure, the
+attempt number and the clock: the sync client runs them in a tenacity ``Retrying`` loop and an
+async twin can run the very same functions in ``AsyncRetrying``. Nothing here sends a request.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import logging
+import random
+import time
+from collections.abc import Callable, Mapping
+from typing import TypeVar
+
+import attrs
+import tenacity
+
+from . import _contract
+from ._exceptions import APIConnectionError, APIStatusError
+
+logger = logging.getLogger("pdffillr_sessions")
+
+RETRYABLE_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
+
+T = TypeVar("T")
+
+
+@attrs.frozen(kw_only=True)
+class RetryPolicy:
+    """How the client waits between retries of a transient failure.
+
+    Exponential backoff from ``initial_delay`` doubling up to ``max_delay``, each wait
+    reduced by up to ``jitter`` (a fraction) at random. A server's ``Retry-After`` or
+    ``retry-after-ms`` wins over the backoff, up to ``max_retry_after`` seconds: a server that
+    asks for longer is not retried at all (the error surfaces at once rather than a script
+    sleeping for minutes).
+    """
+
+    initial_delay: float = attrs.field(default=0.5, validator=attrs.validators.ge(0))
+    max_delay: float = attrs.field(default=8.0, validator=attrs.validators.ge(0))
+    jitter: float = attrs.field(
+        default=0.25, validator=[attrs.validators.ge(0), attrs.validators.le(1)]
+    )
+    max_retry_after: float = attrs.field(default=60.0, validator=attrs.validators.ge(0))
+
+
+def parse_retry_after(headers: Mapping[str, str], *, now: float | None = None) -> float | None:
+    """Seconds the server asked us to wait, from ``retry-after-ms`` or ``Retry-After``.
+
+    ``Retry-After`` may be a number of seconds or an HTTP date. Anything unparsable, negative or
+    absent gives ``None`` (fall back to backoff).
+    """
+    lowered = {k.lower(): v for k, v in headers.items()}
+    ms = lowered.get(_contract.RETRY_AFTER_MS_HEADER)
+    if ms is not None:
+        try:
+            value = float(ms) / 1000.0
+        except ValueError:
+            value = -1.0
+        if value >= 0 and value == value:  # not NaN
+            return value
+    ra = lowered.get(_contract.RETRY_AFTER_HEADER)
+    if ra is None:
+        return None
+    ra = ra.strip()
+    try:
+        seconds = float(ra)
+    except ValueError:
+        try:
+            when = email.utils.parsedate_to_datetime(ra)
+        except (TypeError, ValueError, IndexError):
+            return None
+        if when is None:
+            return None
+        seconds = when.timestamp() - (time.time() if now is None else now)
+        return max(seconds, 0.0)
+    if seconds != seconds or seconds < 0:  # NaN or negative
+        return None
+    return seconds
+
+
+def retry_after_of(exc: BaseException) -> float | None:
+    if isinstance(exc, APIStatusError):
+        return exc.retry_after
+    return None
+
+
+def is_retryable(exc: BaseException, policy: RetryPolicy) -> bool:
+    """Whether a failed attempt may be tried again.
+
+    Connection errors and timeouts (``APITimeoutError`` is an ``APIConnectionError``) and the
+    statuses 408, 429, 500, 502, 503, 504 are transient; every other status (400, 401, 403, 404,
+    409, 422, ...) is final, and so is a server asking to wait longer than the policy allows.
+    Protocol errors (a 2xx with a body we cannot read) are not retried: the server acted.
+    """
+    if isinstance(exc, APIConnectionError):
+        return True
+    if isinstance(exc, APIStatusError) and exc.status_code in RETRYABLE_STATUSES:
+        asked = exc.retry_after
+        return asked is None or asked <= policy.max_retry_after
+    return False
+
+
+def backoff_delay(retry_number: int, policy: RetryPolicy, rand: float) -> float:
+    """The backoff before retry ``retry_number`` (1-based): ``initial * 2^(n-1)``, capped, jittered.
+
+    ``rand`` is a number in [0, 1) supplied by the caller, so the function stays pure.
+    """
+    base: float = min(policy.initial_delay * 2.0 ** (retry_number - 1), policy.max_delay)
+    return base * (1.0 - policy.jitter * rand)
+
+
+def wait_before_retry(
+    retry_number: int, exc: BaseException, policy: RetryPolicy, rand: float
+) -> float:
+    """How long to sleep before retry ``retry_number``: the server's ask, else backoff."""
+    asked = retry_after_of(exc)
+    if asked is not None and asked <= policy.max_retry_after:
+        return asked
+    return backoff_delay(retry_number, policy, rand)
+
+
+def run_with_retries(
+    call: Callable[[int], T],
+    *,
+    policy: RetryPolicy,
+    max_retries: int,
+    describe: str,
+    sleep: Callable[[float], None] = time.sleep,
+    deadline: float | None = None,
+    clock: Callable[[], float] = time.monotonic,
+    rand: Callable[[], float] = random.random,
+) -> T:
+    """Run ``call(attempt_number)`` until it succeeds or a decision says stop.
+
+    At most ``max_retries`` retries follow the first attempt.
+    ``deadline`` is an absolute ``clock()`` value: no retry is scheduled whose wait would end
+    past it. Every scheduled retry is logged on the ``pdffillr_sessions`` logger at WARNING.
+    The last error is raised as itself (never wrapped in tenacity's ``RetryError``).
+    """
+
+    def wait(state: tenacity.RetryCallState) -> float:
+        exc = state.outcome.exception() if state.outcome else None
+        assert exc is not None
+        return wait_before_retry(state.attempt_number, exc, policy, rand())
+
+    def stop(state: tenacity.RetryCallState) -> bool:
+        if state.attempt_number > max_retries:
+            return True
+        if deadline is not None:
+            return clock() + (state.upcoming_sleep or 0.0) >= deadline
+        return False
+
+    def log_retry(state: tenacity.RetryCallState) -> None:
+        exc = state.outcome.exception() if state.outcome else None
+        logger.warning(
+            "%s failed (%s); retry %d of %d in %.2f s",
+            describe,
+            _short(exc),
+            state.attempt_number,
+            max_retries,
+            state.upcoming_sleep,
+        )
+
+    retrying = tenacity.Retrying(
+        retry=tenacity.retry_if_exception(lambda e: is_retryable(e, policy)),
+        wait=wait,
+        stop=stop,
+        sleep=sleep,
+        before_sleep=log_retry,
+        reraise=True,
+    )
+    for attempt in retrying:
+        with attempt:
+            return call(attempt.retry_state.attempt_number)
+    raise AssertionError("unreachable: tenacity ended without an outcome")  # pragma: no cover
+
+
+def _short(exc: BaseException | None) -> str:
+    if exc is None:
+        return "unknown error"
+    return f"{type(exc).__name__}: {exc}"
