@@ -21,12 +21,14 @@ from ._exceptions import (
     CacheError,
     ConfigurationError,
     InternalServerError,
+    InvalidInputError,
     NotFoundError,
     PdffillrError,
     PermissionDeniedError,
     ProtocolError,
     RateLimitError,
     SessionEndedError,
+    SessionStateError,
 )
 from ._models import HistoryEntry, SessionInfo
 from ._version import __version__
@@ -55,6 +57,7 @@ __all__ = [
     "HistoryCache",
     "HistoryEntry",
     "InternalServerError",
+    "InvalidInputError",
     "NotFoundError",
     "PdffillrClient",
     "PdffillrError",
@@ -65,6 +68,7 @@ __all__ = [
     "Session",
     "SessionEndedError",
     "SessionInfo",
+    "SessionStateError",
     "Timeout",
     "__version__",
 ]

@@ -70,7 +70,8 @@ def _validate_session_id(session_id: object) -> str:
     return session_id
 
 
-def _new_idempotency_key() -> str:
+def new_idempotency_key() -> str:
+    """A fresh key for one logical non-idempotent call."""
     return f"pfs_{uuid.uuid4().hex}"
 
 
@@ -163,16 +164,17 @@ class PdffillrClient:
         json: Any = None,
         files: Mapping[str, Any] | None = None,
         idempotent: bool = True,
+        idempotency_key: str | None = None,
     ) -> httpx.Response:
         """Send one logical request with retries and return its 2xx response.
 
         Non-idempotent calls (create, send, attach) get ONE ``Idempotency-Key`` made here, before
-        the retry loop, and sent unchanged on every attempt: a retry after a lost reply can never
-        create a second session or send a message twice.
+        the retry loop (or given as ``idempotency_key``), and sent unchanged on every attempt: a
+        retry after a lost reply can never create a second session or send a message twice.
         """
         headers: dict[str, str] = {}
-        if not idempotent:
-            headers[_contract.IDEMPOTENCY_HEADER] = _new_idempotency_key()
+        if not idempotent or idempotency_key is not None:
+            headers[_contract.IDEMPOTENCY_HEADER] = idempotency_key or new_idempotency_key()
         total = self.timeout.total
         deadline = None if total is None else time.monotonic() + total
         describe = f"{method} {path}"
@@ -244,13 +246,23 @@ class SessionsResource:
     def __init__(self, client: PdffillrClient) -> None:
         self._client = client
 
-    def create(self, title: str | None = None) -> SessionInfo:
-        """Open a new, empty session (``POST /v1/sdk/chat/sessions``)."""
+    def create(
+        self, title: str | None = None, *, idempotency_key: str | None = None
+    ) -> SessionInfo:
+        """Open a new, empty session (``POST /v1/sdk/chat/sessions``).
+
+        Pass ``idempotency_key`` to make the create replayable: the same key gives back the same
+        session instead of a second one (``Session`` records it before sending, for recovery).
+        """
         if title is not None and not isinstance(title, str):
             raise InvalidInputError(f"title must be a string or None, got {type(title).__name__}")
         body = {} if title is None else {"title": title}
         response = self._client.request(
-            "POST", _contract.SESSIONS_PATH, json=body, idempotent=False
+            "POST",
+            _contract.SESSIONS_PATH,
+            json=body,
+            idempotent=False,
+            idempotency_key=idempotency_key,
         )
         return parse_session(decode_body(response.content, what="create"), what="created session")
 

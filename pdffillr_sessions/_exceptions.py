@@ -26,6 +26,10 @@ class InvalidInputError(PdffillrError, ValueError):
     """An argument was refused before any request (an empty session id, a non-string title)."""
 
 
+class SessionStateError(PdffillrError, RuntimeError):
+    """A ``Session`` was used out of order (entered twice, used before its block)."""
+
+
 class CacheError(PdffillrError):
     """The local history cache cannot be used (corrupt, foreign, or a newer schema)."""
 

@@ -1,0 +1,345 @@
+"""``with Session(client, title=...) as s:``: a session that is always ended, and mirrored.
+
+The API has no automatic timeout: a session left active holds AI pipeline resources until
+someone ends it. ``Session`` creates one on entry and ends it on every exit (success, exception,
+``KeyboardInterrupt``), and mirrors what it said and heard into the local ``HistoryCache``.
+
+The cache is told about a create *before* it is sent (the intent and its Idempotency-Key), and
+about the session before the block runs, so that a process killed at any point leaves enough on
+disk for ``pdffillr-sessions reap`` to end what it opened.
+"""
+
+from __future__ import annotations
+
+import builtins
+import logging
+import os
+from types import TracebackType
+from typing import IO, TYPE_CHECKING, Any, Literal
+
+import attrs
+
+from ._client import PdffillrClient, new_idempotency_key
+from ._exceptions import (
+    APIConnectionError,
+    ConfigurationError,
+    InternalServerError,
+    NotFoundError,
+    PdffillrError,
+    SessionEndedError,
+    SessionStateError,
+)
+from ._models import HistoryEntry, SessionInfo
+
+if TYPE_CHECKING:
+    from ._cache import HistoryCache
+
+__all__ = ["Session"]
+
+logger = logging.getLogger("pdffillr_sessions")
+
+_NEW, _OPEN, _CLOSED = "new", "open", "closed"
+
+
+def open_cache(
+    client: PdffillrClient, cache: HistoryCache | str | os.PathLike[str] | bool | None
+) -> tuple[HistoryCache | None, bool]:
+    """The cache a session writes to, scoped to the client's key, and whether we own it.
+
+    ``None`` is the default file, ``False`` turns mirroring off, a path opens that file, and a
+    ``HistoryCache`` is used as given (scoped to this client's key).
+    """
+    if cache is False:
+        return None, False
+    from ._cache import HistoryCache
+
+    if isinstance(cache, HistoryCache):
+        if cache.scope not in (None, client.key_scope):
+            raise ConfigurationError(
+                "this HistoryCache is scoped to another API key than the client's"
+            )
+        return cache.for_scope(client.key_scope), False
+    if cache is None or cache is True:
+        return HistoryCache(scope=client.key_scope), True
+    return HistoryCache(cache, scope=client.key_scope), True
+
+
+class Session:
+    """One Pdffillr session, created on ``__enter__`` and always ended on ``__exit__``.
+
+    >>> with Session(client, title="Q4 Contract Review") as s:   # doctest: +SKIP
+    ...     s.send("Summarise the side letter")
+
+    ``cache`` is where the history is mirrored: ``None`` for the default file
+    (``PDFFILLR_SESSIONS_DB`` or the user data directory), a path, a ``HistoryCache``, or
+    ``False`` for no mirroring. To continue an existing session without creating or ending it,
+    use ``Session.resume(client, session_id)``.
+    """
+
+    def __init__(
+        self,
+        client: PdffillrClient,
+        title: str | None = None,
+        *,
+        cache: HistoryCache | str | os.PathLike[str] | bool | None = None,
+    ) -> None:
+        self._client = client
+        self._title = title
+        self._cache_arg = cache
+        self._cache: HistoryCache | None = None
+        self._owns_cache = False
+        self._info: SessionInfo | None = None
+        self._state = _NEW
+        self._ends_on_exit = True
+
+    # -- construction for existing sessions ---------------------------------------------------
+
+    @classmethod
+    def resume(
+        cls,
+        client: PdffillrClient,
+        session_id: str,
+        *,
+        cache: HistoryCache | str | os.PathLike[str] | bool | None = None,
+    ) -> Session:
+        """A handle on an existing session: it is neither created nor ended by this object.
+
+        Use it directly or in a ``with`` block (which then only closes the cache). Raises
+        ``NotFoundError`` if the key has no such session. Call ``end()`` to end it explicitly.
+        """
+        info = next((s for s in client.sessions.list() if s.session_id == session_id), None)
+        if info is None:
+            raise NotFoundError(
+                f"no session {session_id!r} under this API key",
+                status_code=404,
+                error_type="not_found",
+            )
+        self = cls(client, info.title, cache=cache)
+        self._info = info
+        self._ends_on_exit = False
+        self._state = _OPEN if info.active else _CLOSED
+        self._cache, self._owns_cache = open_cache(client, cache)
+        self._cache_write("record the resumed session", lambda c: c.upsert_sessions([info]))
+        return self
+
+    # -- properties -----------------------------------------------------------------------------
+
+    @property
+    def info(self) -> SessionInfo:
+        """The latest ``SessionInfo`` the server gave for this session."""
+        if self._info is None:
+            raise SessionStateError("the session has not been created yet: enter the with-block")
+        return self._info
+
+    @property
+    def session_id(self) -> str:
+        return self.info.session_id
+
+    @property
+    def title(self) -> str | None:
+        return self._info.title if self._info is not None else self._title
+
+    @property
+    def ended(self) -> bool:
+        """True once this session is ended (by this object, or found ended upstream)."""
+        return self._state == _CLOSED
+
+    @property
+    def cache(self) -> HistoryCache | None:
+        return self._cache
+
+    def __repr__(self) -> str:
+        sid = self._info.session_id if self._info else None
+        return f"Session(session_id={sid!r}, title={self.title!r}, state={self._state!r})"
+
+    # -- the with-block -------------------------------------------------------------------------
+
+    def __enter__(self) -> Session:
+        if self._ends_on_exit:
+            if self._state != _NEW:
+                raise SessionStateError("a Session can be entered only once")
+            self._open()
+        return self
+
+    def _open(self) -> None:
+        self._state = _OPEN  # from here on a second __enter__ is refused
+        self._cache, self._owns_cache = open_cache(self._client, self._cache_arg)
+        key = new_idempotency_key()
+        cache = self._cache
+        if cache is not None:
+            # Written before the request: a crash between the server's reply and the next write
+            # leaves the intent, and its key lets `reap` replay the create and end the session.
+            try:
+                cache.record_create_intent(key, self._title)
+            except BaseException:
+                self._state = _CLOSED
+                self._close_cache()
+                raise
+        try:
+            info = self._client.sessions.create(self._title, idempotency_key=key)
+        except BaseException as exc:
+            self._state = _CLOSED
+            if cache is not None and _definitely_not_created(exc):
+                self._cache_write("forget the create intent", lambda c: c.forget_create_intent(key))
+            self._close_cache()
+            raise
+        self._info = info
+        if cache is not None:
+            try:
+                cache.record_opened(info, idempotency_key=key)
+            except BaseException:
+                # The block must not run with a session the cache does not know about; end it.
+                self._state = _CLOSED
+                self._end_quietly()
+                self._close_cache()
+                raise
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> Literal[False]:
+        try:
+            if self._ends_on_exit and self._state == _OPEN:
+                self._finish(exc)
+        finally:
+            self._state = _CLOSED if self._ends_on_exit else self._state
+            self._close_cache()
+        return False
+
+    def _finish(self, block_exc: BaseException | None) -> None:
+        """Mirror the final history (best effort), end the session, record the outcome."""
+        self._state = _CLOSED  # no more sends, whatever happens below
+        if self._cache is not None:
+            try:
+                self._mirror(self._client.sessions.messages(self.session_id))
+            except Exception as exc:
+                logger.warning(
+                    "could not mirror the final history of session %s: %s", self.session_id, exc
+                )
+        try:
+            self._client.sessions.end(self.session_id)
+        except BaseException as end_exc:
+            reason = f"{type(end_exc).__name__}: {end_exc}"
+            self._cache_write(
+                "mark the session end-pending",
+                lambda c: c.mark_end_pending(self.session_id, reason),
+            )
+            logger.error(
+                "could not end session %s (%s: %s); it is kept as end-pending in the cache: "
+                "run `pdffillr-sessions reap` to end it",
+                self.session_id,
+                type(end_exc).__name__,
+                end_exc,
+            )
+            if block_exc is None:
+                raise
+            block_exc.add_note(
+                f"pdffillr-sessions: ending session {self.session_id} also failed: "
+                f"{type(end_exc).__name__}: {end_exc} (kept as end-pending; run "
+                "`pdffillr-sessions reap`)"
+            )
+            return
+        self._info = attrs.evolve(self.info, status="ended")
+        self._cache_write("mark the session ended", lambda c: c.mark_ended(self.session_id))
+
+    # -- operations -----------------------------------------------------------------------------
+
+    def send(self, content: str) -> builtins.list[HistoryEntry]:
+        """Send a message; returns the appended entries, mirrored into the cache at once."""
+        self._require_open("send")
+        try:
+            entries = self._client.sessions.send(self.session_id, content)
+        except SessionEndedError:
+            self._state = _CLOSED
+            raise
+        self._append(entries)
+        return entries
+
+    def attach(
+        self,
+        *,
+        file: str | os.PathLike[str] | bytes | IO[bytes] | None = None,
+        url: str | None = None,
+        filename: str | None = None,
+        content_type: str = "application/pdf",
+    ) -> builtins.list[HistoryEntry]:
+        """Attach a document (upload or URL); returns the appended entries, mirrored at once."""
+        self._require_open("attach a document to")
+        entries = self._client.sessions.attach(
+            self.session_id, file=file, url=url, filename=filename, content_type=content_type
+        )
+        self._append(entries)
+        return entries
+
+    def history(self) -> builtins.list[HistoryEntry]:
+        """Fetch the full history from the server, mirror it, and return it (oldest first)."""
+        entries = self._client.sessions.messages(self.session_id)
+        self._mirror(entries)
+        return entries
+
+    def end(self) -> None:
+        """End the session now (also for a resumed session). Ending twice is harmless."""
+        if self._state == _NEW:
+            raise SessionStateError("the session has not been created yet")
+        self._client.sessions.end(self.session_id)
+        self._state = _CLOSED
+        self._info = attrs.evolve(self.info, status="ended")
+        self._cache_write("mark the session ended", lambda c: c.mark_ended(self.session_id))
+
+    # -- helpers ----------------------------------------------------------------------------------
+
+    def _require_open(self, verb: str) -> None:
+        if self._state == _NEW:
+            raise SessionStateError("the session has not been created yet: enter the with-block")
+        if self._state == _CLOSED:
+            raise SessionEndedError(
+                f"session {self._info.session_id if self._info else '?'} has ended; cannot {verb} "
+                "it (no request was sent)",
+                status_code=409,
+                error_type="session_ended",
+            )
+
+    def _append(self, entries: builtins.list[HistoryEntry]) -> None:
+        # The server already has these entries: a cache failure must not look like a failed
+        # send (a caller retrying it would send twice). It is logged; history() catches up.
+        self._cache_write(
+            "mirror the appended entries", lambda c: c.append_entries(self.session_id, entries)
+        )
+
+    def _mirror(self, entries: builtins.list[HistoryEntry]) -> None:
+        self._cache_write(
+            "mirror the history", lambda c: c.mirror_history(self.session_id, entries)
+        )
+
+    def _cache_write(self, what: str, write: Any) -> None:
+        if self._cache is None:
+            return
+        try:
+            write(self._cache)
+        except Exception as exc:
+            logger.warning("history cache: could not %s: %s", what, exc)
+
+    def _end_quietly(self) -> None:
+        try:
+            self._client.sessions.end(self.session_id)
+        except PdffillrError as exc:
+            logger.error("could not end session %s: %s", self.session_id, exc)
+
+    def _close_cache(self) -> None:
+        if self._owns_cache and self._cache is not None:
+            self._cache.close()
+            self._cache = None
+            self._owns_cache = False
+
+
+def _definitely_not_created(exc: BaseException) -> bool:
+    """True when a failed create surely made nothing upstream (a 4xx or a local refusal).
+
+    After a connection error, a timeout or a 5xx the server may have acted: the intent stays, so
+    ``reap`` can replay the create with the same key and end what it finds.
+    """
+    if isinstance(exc, (APIConnectionError, InternalServerError)):
+        return False
+    return isinstance(exc, PdffillrError)
