@@ -1,0 +1,80 @@
+"""Shared fixtures: cassette configuration, a running emulator, fake keys.
+
+Cassettes live in the top-level ``cassettes/`` folder, one sub-folder per test module. They are
+replayed with record mode ``none`` (pytest-recording's default: an unrecorded request fails the
+test, and no server is needed). Re-record them all, from a deterministic emulator started on a
+fixed port, with::
+
+    python -m pytest -m vcr --record-mode=rewrite
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+CASSETTE_KEY = "sk_cassette_0123456789abcdefSECRET"
+CASSETTE_PORT = 18765
+CASSETTE_URL = f"http://127.0.0.1:{CASSETTE_PORT}"
+REDACTED_AUTH = "Bearer <API_KEY>"
+
+
+@pytest.fixture(autouse=True)
+def _isolated_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """No test sees the developer's key, server or cache."""
+    for name in ("PDFFILLR_API_KEY", "PDFFILLR_BASE_URL"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("PDFFILLR_SESSIONS_DB", str(tmp_path / "default-cache" / "history.db"))
+
+
+@pytest.fixture(scope="module")
+def vcr_config() -> dict[str, Any]:
+    # No record_mode here: it would silently override --record-mode on the command line.
+    return {
+        "filter_headers": [("authorization", REDACTED_AUTH)],
+        "decode_compressed_response": True,
+        "match_on": ["method", "scheme", "host", "port", "path", "query", "body"],
+    }
+
+
+@pytest.fixture(scope="module")
+def vcr_cassette_dir(request: pytest.FixtureRequest) -> str:
+    return str(ROOT / "cassettes" / request.module.__name__.rsplit(".", 1)[-1])
+
+
+@pytest.fixture
+def recording(request: pytest.FixtureRequest) -> bool:
+    return request.config.getoption("--record-mode", default="none") != "none"
+
+
+@pytest.fixture
+def cassette_server(recording: bool) -> Iterator[str]:
+    """The base URL for cassette tests: a fresh deterministic emulator while recording,
+    nothing at all while replaying (the cassette answers)."""
+    if not recording:
+        yield CASSETTE_URL
+        return
+    from pdffillr_sessions.emulator import Emulator
+
+    with Emulator(port=CASSETTE_PORT, deterministic=True) as emu:
+        yield emu.url
+
+
+@pytest.fixture
+def emulator() -> Iterator[Any]:
+    """A fresh emulator on a free port, for fault and behaviour tests over a real socket."""
+    from pdffillr_sessions.emulator import Emulator
+
+    with Emulator(port=0) as emu:
+        yield emu
+
+
+@pytest.fixture
+def no_sleep() -> list[float]:
+    """A list that records the retry waits instead of sleeping them."""
+    return []
+
