@@ -11,6 +11,7 @@ fixed port, with::
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -51,17 +52,32 @@ def recording(request: pytest.FixtureRequest) -> bool:
     return request.config.getoption("--record-mode", default="none") != "none"
 
 
+@dataclass
+class CassetteServer:
+    """Where cassette tests send requests; ``emulator`` is None while replaying."""
+
+    url: str
+    emulator: Any | None
+
+    def add_fault(self, *args: Any, **kwargs: Any) -> None:
+        """Script a fault while recording (the cassette replays its answer afterwards)."""
+        if self.emulator is not None:
+            from pdffillr_sessions.emulator import Fault
+
+            self.emulator.add_fault(Fault(*args, **kwargs))
+
+
 @pytest.fixture
-def cassette_server(recording: bool) -> Iterator[str]:
-    """The base URL for cassette tests: a fresh deterministic emulator while recording,
-    nothing at all while replaying (the cassette answers)."""
+def cassette_server(recording: bool) -> Iterator[CassetteServer]:
+    """A fresh deterministic emulator on a fixed port while recording, accepting only
+    ``CASSETTE_KEY``; nothing at all while replaying (the cassette answers)."""
     if not recording:
-        yield CASSETTE_URL
+        yield CassetteServer(CASSETTE_URL, None)
         return
     from pdffillr_sessions.emulator import Emulator
 
-    with Emulator(port=CASSETTE_PORT, deterministic=True) as emu:
-        yield emu.url
+    with Emulator(port=CASSETTE_PORT, deterministic=True, valid_keys=[CASSETTE_KEY]) as emu:
+        yield CassetteServer(emu.url, emu)
 
 
 @pytest.fixture
@@ -77,4 +93,3 @@ def emulator() -> Iterator[Any]:
 def no_sleep() -> list[float]:
     """A list that records the retry waits instead of sleeping them."""
     return []
-
