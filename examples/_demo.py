@@ -37,7 +37,9 @@ def demo_client() -> Iterator[PdffillrClient]:
     from pdffillr_sessions.emulator import Emulator
 
     with Emulator(port=0) as emu:
-        print(f"No PDFFILLR_BASE_URL set: started the embedded emulator at {emu.url}", file=sys.stderr)
+        print(
+            f"No PDFFILLR_BASE_URL set: started the embedded emulator at {emu.url}", file=sys.stderr
+        )
         key = os.environ.get("PDFFILLR_API_KEY") or DEMO_KEY
         with PdffillrClient(key, base_url=emu.url) as client:
             yield client
