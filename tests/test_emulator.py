@@ -11,6 +11,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -211,12 +212,14 @@ def test_list_newest_first_with_deterministic_ties() -> None:
         c = httpx.Client(base_url=emu.url, headers=auth())
         ids = [create(c, title=str(i))["session_id"] for i in range(4)]
         assert [s["session_id"] for s in c.get(SESSIONS).json()] == ids[::-1]
-        emu.state.deterministic = False  # equal timestamps: creation order breaks the tie
-        st = ServiceState()
-        st.now = lambda: ServiceState(deterministic=True).now()  # type: ignore[method-assign]
-        tied = [st.create("k", None)["session_id"] for _ in range(3)]
-        assert [s["session_id"] for s in st.list_sessions("k")] == tied[::-1]
         c.close()
+    st = ServiceState()
+    frozen = datetime(2026, 5, 1, tzinfo=UTC)
+    st.now = lambda: frozen  # type: ignore[method-assign]
+    tied = [st.create("k", None)["session_id"] for _ in range(3)]
+    st.create("other", None)
+    # Equal timestamps: the later-created session comes first, every time.
+    assert [s["session_id"] for s in st.list_sessions("k")] == tied[::-1]
 
 
 # -- end ------------------------------------------------------------------------------------------
@@ -530,6 +533,7 @@ def test_control_routes(emu: Emulator) -> None:
     assert ctl.post("/_emulator/reset").json() == {"reset": True}
     assert emu.sessions("key-a") == [] and emu.stats["requests"] == 0
     assert ctl.get("/_emulator/nothing").status_code == 404
+    assert c.get("/").status_code == 404 and httpx.get(emu.url + "/x").status_code == 404
     c.close()
     ctl.close()
 
@@ -605,7 +609,8 @@ def _free_port() -> int:
         return port
 
 
-def test_module_runs_and_stops_on_sigterm() -> None:
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_module_runs_and_stops_on_signal(sig: signal.Signals) -> None:
     port = _free_port()
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     proc = subprocess.Popen(
@@ -622,7 +627,7 @@ def test_module_runs_and_stops_on_sigterm() -> None:
         r = c.post(SESSIONS, json={})
         assert r.status_code == 200 and r.json()["session_id"] == "sess_000001"
         c.close()
-        proc.send_signal(signal.SIGTERM)
+        proc.send_signal(sig)
         out, err = proc.communicate(timeout=5)
         assert proc.returncode == 0, err
         assert "stopped" in out and "key-a" not in err

@@ -381,6 +381,8 @@ class _Handler(BaseHTTPRequestHandler):
         emu = self.server.emulator
         state = emu.state
         dialect = state.dialect
+        if not (raw_path == "/v1" or raw_path.startswith("/v1/")):
+            return StoredResponse(404, error_body(404, f"Unknown route {raw_path}")), False
         if api_key is None or not emu._key_ok(api_key):
             return StoredResponse(401, ApiError(
                 401, "Missing or invalid API key: send 'Authorization: Bearer <key>'.").body()), \
@@ -474,7 +476,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _control(self, method: str, raw_path: str) -> None:
         emu = self.server.emulator
-        request_id = emu._new_request_id()
+        request_id = "req_emulator_control"  # never consumes the /v1 request-id counter
         try:
             body = self._read_body()
             status, payload = _control_route(emu, method, raw_path[len(CONTROL_PREFIX):], body)
