@@ -644,3 +644,43 @@ def test_module_rejects_bad_fault_spec() -> None:
         env={**os.environ, "PYTHONPATH": str(ROOT)},
     )
     assert r.returncode == 2 and "nope" in r.stderr
+
+
+def test_vcr_cassettes_recorded_twice_are_identical(tmp_path: Path) -> None:
+    vcr = pytest.importorskip("vcr")
+    port = _free_port()
+
+    def record(name: str) -> bytes:
+        path = tmp_path / name
+        with Emulator(port=port, deterministic=True) as emu, \
+                vcr.use_cassette(str(path), record_mode="all"), \
+                httpx.Client(base_url=emu.url, headers=auth()) as c:
+            sid = c.post(SESSIONS, json={"title": "t"},
+                         headers={_contract.IDEMPOTENCY_HEADER: "i"}).json()["session_id"]
+            c.post(_contract.messages_path(sid), json={"content": "hi 😀"})
+            c.post(_contract.end_path(sid))
+            c.get(SESSIONS)
+        return path.read_bytes()
+
+    first = record("a.yaml")
+    assert first == record("b.yaml")
+    assert b"sess_000001" in first and b"Thu, 01 Jan 2026 00:00:00 GMT" in first
+
+
+def test_concurrent_retries_with_one_idempotency_key_create_once(
+    emu: Emulator, client: httpx.Client
+) -> None:
+    results: list[str] = []
+
+    def call() -> None:
+        with httpx.Client(base_url=emu.url, headers=auth()) as c:
+            r = c.post(SESSIONS, json={}, headers={_contract.IDEMPOTENCY_HEADER: "same"})
+            results.append(r.json()["session_id"])
+
+    threads = [threading.Thread(target=call) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(5)
+    assert len(results) == 8 and len(set(results)) == 1
+    assert len(emu.sessions("key-a")) == 1
