@@ -110,7 +110,10 @@ class _LazyJSON(Mapping[str, Any]):
 
 def _ts(value: datetime) -> str:
     """One sortable UTC form: ``2026-01-01T00:00:00.000000Z``."""
-    if value.tzinfo is None:
+    tz = value.tzinfo
+    if tz is UTC:  # the common case (parsed "Z"): no conversion needed
+        return value.isoformat(timespec="microseconds")[:-6] + "Z"
+    if tz is None:
         value = value.replace(tzinfo=UTC)
     return value.astimezone(UTC).replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
 
@@ -996,15 +999,18 @@ class HistoryCache:
     ) -> dict[int, tuple[str, HistoryEntry]]:
         if not rowids:
             return {}
-        where, args = self._scope_filter()
+        # Unary + keeps the planner on the rowid lookups (not a scan of the scope index).
         marks = ",".join("?" * len(rowids))
         sql = (
             f"SELECT rowid, scope, session_id, {_HISTORY_COLS} FROM history "
-            f"WHERE rowid IN ({marks}) AND {where}"
+            f"WHERE rowid IN ({marks})"
         )
-        params: list[Any] = [*rowids, *args]
+        params: list[Any] = list(rowids)
+        if self._scope is not None:
+            sql += " AND +scope = ?"
+            params.append(self._scope)
         if session_id is not None:
-            sql += " AND session_id = ?"
+            sql += " AND +session_id = ?"
             params.append(session_id)
         out: dict[int, tuple[str, HistoryEntry]] = {}
         for r in conn.execute(sql, params):
