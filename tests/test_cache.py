@@ -37,7 +37,9 @@ def entry(i: int, sid: str = "s1", content: str | None = None, **extra: Any) -> 
     return parse_entry(obj, session_id=sid)
 
 
-def info(sid: str, status: str = "active", count: int = 0, day: int = 1, **extra: Any) -> SessionInfo:
+def info(
+    sid: str, status: str = "active", count: int = 0, day: int = 1, **extra: Any
+) -> SessionInfo:
     return parse_session(
         {
             "session_id": sid,
@@ -377,7 +379,7 @@ def test_newer_schema_refused_untouched(db: Path) -> None:
     conn.close()
     files = {p.name: p.read_bytes() for p in db.parent.iterdir()}
     for kwargs in ({"api_key": KEY_A}, {"readonly": True}, {}):
-        with pytest.raises(CacheError, match="newer version.*refusing to downgrade"):
+        with pytest.raises(CacheError, match=r"newer version.*refusing to downgrade"):
             HistoryCache(db, **kwargs)  # type: ignore[arg-type]
     assert {p.name: p.read_bytes() for p in db.parent.iterdir()} == files
 
@@ -407,9 +409,11 @@ def test_readonly_never_writes(db: Path) -> None:
         for scoped in (ro.for_scope(key_scope(KEY_A)),):
             with pytest.raises(ConfigurationError, match="read-only"):
                 scoped.mirror_history("s1", [entry(20)])
-    with HistoryCache(db, api_key=KEY_A, readonly=True) as ro:
-        with pytest.raises(ConfigurationError):
-            ro.mark_ended("s1")
+    with (
+        HistoryCache(db, api_key=KEY_A, readonly=True) as ro,
+        pytest.raises(ConfigurationError),
+    ):
+        ro.mark_ended("s1")
     assert db.read_bytes() == before
     assert db.stat().st_mtime_ns == mtime
 
@@ -448,7 +452,9 @@ def test_search_ranks_and_filters(db: Path) -> None:
             entry(0, "s1", content="waterfall waterfall waterfall carry"),
             entry(1, "s1", content="nothing relevant"),
         ])
-        cache.mirror_history("s2", [entry(0, "s2", content="one waterfall mention among many words")])
+        cache.mirror_history(
+            "s2", [entry(0, "s2", content="one waterfall mention among many words")]
+        )
         hits = cache.search("waterfall")
         assert [(h.entry.session_id, h.entry.id) for h in hits] == [("s1", "e0"), ("s2", "e0")]
         assert hits[0].rank <= hits[1].rank and hits[0].score >= hits[1].score
