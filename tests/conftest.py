@@ -32,10 +32,32 @@ def _isolated_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> No
     monkeypatch.setenv("PDFFILLR_SESSIONS_DB", str(tmp_path / "default-cache" / "history.db"))
 
 
+_IDEMPOTENCY_PLACEHOLDERS: dict[str, str] = {}
+
+
+@pytest.fixture(autouse=True)
+def _fresh_idempotency_placeholders() -> None:
+    _IDEMPOTENCY_PLACEHOLDERS.clear()
+
+
+def _stable_idempotency_key(request: Any) -> Any:
+    """Replace each random Idempotency-Key by ``pfs_recorded_N`` (N per test, in order of first
+    use), so re-recording gives a clean diff and a cassette still shows a retry reusing its key."""
+    for name in list(request.headers):
+        if name.lower() == "idempotency-key":
+            value = request.headers[name]
+            placeholder = _IDEMPOTENCY_PLACEHOLDERS.setdefault(
+                value, f"pfs_recorded_{len(_IDEMPOTENCY_PLACEHOLDERS) + 1}"
+            )
+            request.headers[name] = placeholder
+    return request
+
+
 @pytest.fixture(scope="module")
 def vcr_config() -> dict[str, Any]:
     # No record_mode here: it would silently override --record-mode on the command line.
     return {
+        "before_record_request": _stable_idempotency_key,
         "filter_headers": [("authorization", REDACTED_AUTH)],
         "decode_compressed_response": True,
         "match_on": ["method", "scheme", "host", "port", "path", "query", "body"],
