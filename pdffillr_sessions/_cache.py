@@ -1,0 +1,1118 @@
+"""The local SQLite mirror of every session's history, readable offline with no key.
+
+Design notes (see also ``_migrations.py`` for the schema):
+
+* Rows are scoped by ``key_scope(api_key)``; the key itself is never stored. A scoped cache
+  reads and writes only its scope; an unscoped cache reads the whole file and cannot write.
+* WAL, ``busy_timeout`` 30 s, ``synchronous=NORMAL``. Every write transaction starts with
+  ``BEGIN IMMEDIATE`` (a deferred transaction that later upgrades gets SQLITE_BUSY at once).
+  Each public write is one transaction.
+* The file is checked before anything is written to it: not SQLite, truncated, foreign, or
+  written by a newer version -> ``CacheError``, file untouched.
+* ``readonly=True`` opens ``file:...?mode=ro``: never writes, never migrates. A file whose
+  schema is older than this version (or empty) is refused with a message asking to run a
+  write command first. (SQLite may create empty ``-wal``/``-shm`` companions for a read-only
+  WAL reader; the database file itself is never modified.)
+* ``HistoryEntry.raw`` read back from the cache is a lazy read-only Mapping that decodes the
+  stored JSON on first access (``dict(entry.raw)`` gives a plain dict, e.g. for json.dumps).
+* Timestamps are stored as ``YYYY-MM-DDTHH:MM:SS.ffffffZ`` (UTC); they read back as aware UTC
+  datetimes equal (same instant) to what was written; ``raw`` keeps the server's strings.
+
+This module must stay cheap to import (the offline CLI uses it): no httpx, no tenacity, and
+sqlite-utils only when a migration is pending.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import threading
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager, suppress
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import attrs
+
+from . import _contract
+from ._exceptions import CacheError, ConfigurationError
+from ._models import HistoryEntry, SessionInfo
+from ._scope import key_scope
+
+__all__ = ["CachedSession", "CreateIntent", "HistoryCache", "SearchHit"]
+
+MIGRATION_SET = "pdffillr_sessions"
+#: The migration names of ``_migrations.migrations``, in order (kept here so that opening an
+#: up-to-date file does not import sqlite-utils; a test checks that both lists agree).
+KNOWN_MIGRATIONS: tuple[str, ...] = ("m001_initial_schema",)
+
+BUSY_TIMEOUT_S = 30.0
+_SQLITE_MAGIC = b"SQLite format 3\x00"
+_LOCAL_PENDING = ("open", "end_pending")
+_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
+_fromiso = datetime.fromisoformat
+
+
+# --------------------------------------------------------------------------------------------
+# Values
+
+
+class _LazyJSON(Mapping[str, Any]):
+    """A read-only mapping over a JSON object's text, decoded on first access."""
+
+    __slots__ = ("_data", "_text")
+
+    def __init__(self, text: str) -> None:
+        self._text = text
+        self._data: dict[str, Any] | None = None
+
+    def _load(self) -> dict[str, Any]:
+        data = self._data
+        if data is None:
+            loaded = json.loads(self._text)
+            data = loaded if isinstance(loaded, dict) else {}
+            self._data = data
+        return data
+
+    def __getitem__(self, key: str) -> Any:
+        return self._load()[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._load())
+
+    def __len__(self) -> int:
+        return len(self._load())
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._load()
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return self._load().get(key, default)
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, _LazyJSON):
+            return self._text == other._text or self._load() == other._load()
+        if isinstance(other, Mapping):
+            return self._load() == dict(other)
+        return NotImplemented
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return repr(self._load())
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (dict, (self._load(),))
+
+
+def _ts(value: datetime) -> str:
+    """One sortable UTC form: ``2026-01-01T00:00:00.000000Z``."""
+    tz = value.tzinfo
+    if tz is UTC:  # the common case (parsed "Z"): no conversion needed
+        return value.isoformat(timespec="microseconds")[:-6] + "Z"
+    if tz is None:
+        value = value.replace(tzinfo=UTC)
+    return value.astimezone(UTC).replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
+
+
+def _now() -> str:
+    return _ts(datetime.now(UTC))
+
+
+def _dt(value: str | None) -> datetime | None:
+    return None if value is None else _fromiso(value)
+
+
+def _raw_text(raw: Mapping[str, Any]) -> str:
+    if type(raw) is _LazyJSON:
+        return raw._text
+    return _ENCODER.encode(raw if type(raw) is dict else dict(raw))
+
+
+def _server_ended_at(raw: Mapping[str, Any]) -> str | None:
+    value = raw.get("ended_at")
+    if not isinstance(value, str):
+        return None
+    try:
+        return _ts(datetime.fromisoformat(value))
+    except ValueError:
+        return None
+
+
+@attrs.frozen(kw_only=True)
+class CachedSession:
+    """One session as the cache knows it: the server's view plus what happened locally."""
+
+    session_id: str
+    scope: str
+    title: str | None
+    status: str
+    message_count: int
+    created_at: datetime
+    ended_at: datetime | None
+    entry_count: int
+    local_state: str | None
+    local_error: str | None
+    opened_at: datetime | None
+    synced_at: datetime | None
+    raw: Mapping[str, Any] = attrs.field(repr=False, factory=dict)
+
+    @property
+    def info(self) -> SessionInfo:
+        return SessionInfo(
+            session_id=self.session_id,
+            title=self.title,
+            status=self.status,
+            message_count=self.message_count,
+            created_at=self.created_at,
+            raw=dict(self.raw),
+        )
+
+    @property
+    def end_pending(self) -> bool:
+        """Opened here and not known to be ended (``local_state`` open or end_pending)."""
+        return self.local_state in _LOCAL_PENDING
+
+
+@attrs.frozen(kw_only=True)
+class CreateIntent:
+    """A create request about to be sent (or sent, reply not yet recorded)."""
+
+    scope: str
+    idempotency_key: str
+    title: str | None
+    recorded_at: datetime
+
+
+@attrs.frozen(kw_only=True)
+class SearchHit:
+    """A full-text match. ``rank`` is FTS5 bm25 (lower is better); ``score`` is ``-rank``."""
+
+    entry: HistoryEntry
+    scope: str
+    rank: float
+    snippet: str
+
+    @property
+    def score(self) -> float:
+        return -self.rank
+
+
+# --------------------------------------------------------------------------------------------
+# Opening
+
+
+def _check_file(path: Path) -> None:
+    """Refuse a file that is not SQLite before SQLite (or we) write anything to it."""
+    try:
+        size = path.stat().st_size
+        if size == 0:
+            return
+        with open(path, "rb") as fh:
+            header = fh.read(100)
+    except OSError as exc:
+        raise CacheError(f"cannot read the cache at {path}: {exc}") from None
+    if len(header) < 100 or not header.startswith(_SQLITE_MAGIC):
+        raise CacheError(f"{path} is not a pdffillr-sessions cache (not an SQLite database)")
+    page_size = int.from_bytes(header[16:18], "big")
+    page_size = 65536 if page_size == 1 else page_size
+    if page_size < 512 or page_size & (page_size - 1):
+        raise CacheError(f"{path} is not a pdffillr-sessions cache (corrupt SQLite header)")
+    wal = Path(f"{path}-wal")
+    wal_in_use = wal.exists() and wal.stat().st_size > 0
+    n_pages = int.from_bytes(header[28:32], "big")
+    header_valid = header[24:28] == header[92:96]
+    if not wal_in_use and (size % page_size or (header_valid and size < n_pages * page_size)):
+        raise CacheError(f"{path} is truncated or corrupt ({size} bytes): not a usable cache")
+
+
+def _user_tables(conn: sqlite3.Connection) -> set[str]:
+    rows = conn.execute(
+        "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'"
+    ).fetchall()
+    return {r[0] for r in rows}
+
+
+def _inspect(conn: sqlite3.Connection, path: Path) -> list[str]:
+    """Applied migration names of our set; raises CacheError for foreign or newer files."""
+    try:
+        tables = _user_tables(conn)
+        applied: list[str] = []
+        if "_sqlite_migrations" in tables:
+            applied = [
+                r[0]
+                for r in conn.execute(
+                    "SELECT name FROM _sqlite_migrations WHERE migration_set = ? ORDER BY rowid",
+                    (MIGRATION_SET,),
+                )
+            ]
+    except sqlite3.DatabaseError as exc:
+        raise CacheError(f"{path} is not a usable pdffillr-sessions cache ({exc})") from None
+    unknown = [name for name in applied if name not in KNOWN_MIGRATIONS]
+    if unknown:
+        raise CacheError(
+            f"{path} was written by a newer version of pdffillr-sessions (unknown schema "
+            f"migration{'s' if len(unknown) > 1 else ''} {', '.join(unknown)}): refusing to "
+            "downgrade; upgrade pdffillr-sessions or use another cache path"
+        )
+    if not applied and tables:
+        raise CacheError(
+            f"{path} is an SQLite database of something else (tables: "
+            f"{', '.join(sorted(tables)[:5])}): not a pdffillr-sessions cache"
+        )
+    return applied
+
+
+def _ensure_private_file(path: Path) -> None:
+    parent = path.parent
+    if not parent.exists():
+        try:
+            os.makedirs(parent, mode=0o700, exist_ok=True)
+            os.chmod(parent, 0o700)
+        except OSError as exc:
+            raise CacheError(f"cannot create the cache directory {parent}: {exc}") from None
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return
+    except OSError as exc:
+        raise CacheError(f"cannot create the cache at {path}: {exc}") from None
+    os.close(fd)
+    # SQLite gives the -wal and -shm files the database file's permissions.
+
+
+# --------------------------------------------------------------------------------------------
+# SQL
+
+
+_HISTORY_COLS = "id, type, role, content, created_at, raw"
+
+_INSERT_HISTORY = (
+    "INSERT INTO history (scope, session_id, id, seq, type, role, content, created_at, raw) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+
+_UPSERT_SESSION = """
+INSERT INTO sessions (scope, session_id, title, status, message_count, created_at, ended_at,
+                      updated_at, synced_at, raw)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+ON CONFLICT (scope, session_id) DO UPDATE SET
+    title = excluded.title,
+    status = excluded.status,
+    message_count = excluded.message_count,
+    created_at = excluded.created_at,
+    ended_at = COALESCE(excluded.ended_at, sessions.ended_at),
+    raw = excluded.raw,
+    local_state = CASE WHEN excluded.status = 'ended'
+                        AND sessions.local_state IN ('open', 'end_pending')
+                       THEN 'ended' ELSE sessions.local_state END,
+    local_error = CASE WHEN excluded.status = 'ended'
+                        AND sessions.local_state IN ('open', 'end_pending')
+                       THEN NULL ELSE sessions.local_error END,
+    updated_at = excluded.updated_at,
+    synced_at = excluded.synced_at
+WHERE sessions.title IS NOT excluded.title
+   OR sessions.status IS NOT excluded.status
+   OR sessions.message_count IS NOT excluded.message_count
+   OR sessions.created_at IS NOT excluded.created_at
+   OR sessions.raw IS NOT excluded.raw
+   OR (excluded.ended_at IS NOT NULL AND sessions.ended_at IS NOT excluded.ended_at)
+   OR (excluded.status = 'ended' AND sessions.local_state IN ('open', 'end_pending'))
+"""
+
+_RECORD_OPENED = """
+INSERT INTO sessions (scope, session_id, title, status, message_count, created_at, ended_at,
+                      local_state, opened_at, updated_at, synced_at, raw)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+ON CONFLICT (scope, session_id) DO UPDATE SET
+    title = excluded.title,
+    status = excluded.status,
+    message_count = excluded.message_count,
+    created_at = excluded.created_at,
+    ended_at = COALESCE(excluded.ended_at, sessions.ended_at),
+    raw = excluded.raw,
+    local_state = CASE
+        WHEN sessions.local_state IS NULL THEN excluded.local_state
+        WHEN excluded.local_state = 'ended' THEN 'ended'
+        ELSE sessions.local_state END,
+    opened_at = COALESCE(sessions.opened_at, excluded.opened_at),
+    updated_at = excluded.updated_at,
+    synced_at = excluded.synced_at
+"""
+
+_SESSION_SELECT = """
+SELECT s.session_id, s.scope, s.title, s.status, s.message_count, s.created_at, s.ended_at,
+       (SELECT count(*) FROM history h WHERE h.scope = s.scope AND h.session_id = s.session_id),
+       s.local_state, s.local_error, s.opened_at, s.synced_at, s.raw
+FROM sessions s
+"""
+
+
+def _session_from_row(row: Sequence[Any]) -> CachedSession:
+    return CachedSession(
+        session_id=row[0],
+        scope=row[1],
+        title=row[2],
+        status=row[3],
+        message_count=row[4],
+        created_at=_fromiso(row[5]),
+        ended_at=_dt(row[6]),
+        entry_count=row[7],
+        local_state=row[8],
+        local_error=row[9],
+        opened_at=_dt(row[10]),
+        synced_at=_dt(row[11]),
+        raw=_LazyJSON(row[12]),
+    )
+
+
+def _fts_query(query: str) -> str:
+    """Every whitespace-separated token as a quoted FTS5 string: no user syntax survives."""
+    tokens = [t for t in query.split() if any(ch.isalnum() for ch in t)]
+    return " ".join('"' + t.replace('"', '""') + '"' for t in tokens)
+
+
+# --------------------------------------------------------------------------------------------
+# The cache
+
+
+class HistoryCache:
+    """The local SQLite mirror of every session's history (see the module docstring)."""
+
+    _conn: sqlite3.Connection
+    _lock: threading.RLock
+    _owner: bool
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str] | None = None,
+        *,
+        api_key: str | None = None,
+        scope: str | None = None,
+        readonly: bool = False,
+    ) -> None:
+        if api_key is not None and scope is not None:
+            raise ConfigurationError("pass either api_key or scope to HistoryCache, not both")
+        if api_key is not None:
+            if not api_key:
+                raise ConfigurationError("api_key is empty")
+            scope = key_scope(api_key)
+        if scope is not None and (not isinstance(scope, str) or not scope):
+            raise ConfigurationError("scope must be a non-empty string")
+        if path is None:
+            from ._paths import default_cache_path
+
+            path = default_cache_path()
+        self._path = Path(path).expanduser()
+        self._scope = scope
+        self._readonly = readonly
+        self._owner = True
+        self._lock = threading.RLock()
+        self._conn = self._open()
+        try:
+            self._applied = self._prepare()
+        except BaseException:
+            self._conn.close()
+            raise
+
+    # -- opening ---------------------------------------------------------------------------
+
+    def _open(self) -> sqlite3.Connection:
+        path = self._path
+        if self._readonly:
+            if not path.exists():
+                raise CacheError(f"no cache at {path}")
+            _check_file(path)
+            uri = "file:" + quote(str(path.absolute())) + "?mode=ro"
+            try:
+                conn = sqlite3.connect(
+                    uri, uri=True, timeout=BUSY_TIMEOUT_S, isolation_level=None,
+                    check_same_thread=False,
+                )
+            except sqlite3.Error as exc:
+                raise CacheError(f"cannot open the cache at {path}: {exc}") from None
+        else:
+            _ensure_private_file(path)
+            _check_file(path)
+            try:
+                conn = sqlite3.connect(
+                    str(path), timeout=BUSY_TIMEOUT_S, isolation_level=None,
+                    check_same_thread=False,
+                )
+            except sqlite3.Error as exc:
+                raise CacheError(f"cannot open the cache at {path}: {exc}") from None
+        conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
+        return conn
+
+    def _prepare(self) -> tuple[str, ...]:
+        conn, path = self._conn, self._path
+        applied = _inspect(conn, path)  # read-only: refuses before anything is written
+        if self._readonly:
+            if tuple(applied) != KNOWN_MIGRATIONS[: len(applied)] or len(applied) < len(
+                KNOWN_MIGRATIONS
+            ):
+                raise CacheError(
+                    f"{path} has an older (or no) cache schema and is opened read-only: run a "
+                    "write command (e.g. a sync) once to upgrade it"
+                )
+            return tuple(applied)
+        try:
+            mode = conn.execute("PRAGMA journal_mode").fetchone()[0]
+            if str(mode).lower() != "wal":
+                conn.execute("PRAGMA journal_mode = WAL")
+            conn.execute("PRAGMA synchronous = NORMAL")
+        except sqlite3.DatabaseError as exc:
+            raise CacheError(f"cannot use the cache at {path}: {exc}") from None
+        if len(applied) == len(KNOWN_MIGRATIONS):
+            return tuple(applied)
+        with self._write_txn():
+            applied = _inspect(conn, path)  # again, under the write lock: another process
+            if len(applied) < len(KNOWN_MIGRATIONS):  # may have migrated meanwhile
+                from . import _migrations
+
+                if tuple(_migrations.names()) != KNOWN_MIGRATIONS:  # pragma: no cover
+                    raise RuntimeError("_cache.KNOWN_MIGRATIONS is out of date")
+                _migrations.apply(conn)
+                applied = _inspect(conn, path)
+        return tuple(applied)
+
+    # -- plumbing ----------------------------------------------------------------------------
+
+    @contextmanager
+    def _write_txn(self) -> Iterator[sqlite3.Connection]:
+        conn = self._conn
+        with self._lock:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield conn
+            except BaseException:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
+            try:
+                conn.execute("COMMIT")
+            except BaseException:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
+
+    @contextmanager
+    def _read_txn(self) -> Iterator[sqlite3.Connection]:
+        """A consistent snapshot for reads made of several statements."""
+        conn = self._conn
+        with self._lock:
+            if conn.in_transaction:
+                yield conn
+                return
+            conn.execute("BEGIN")
+            try:
+                yield conn
+            finally:
+                if conn.in_transaction:
+                    conn.execute("COMMIT")
+
+    def _writable_scope(self) -> str:
+        if self._readonly:
+            raise ConfigurationError(f"the cache at {self._path} is open read-only")
+        if self._scope is None:
+            raise ConfigurationError(
+                "this cache is unscoped (no api_key or scope): it can read every scope but "
+                "cannot write; open it with api_key=... or use cache.for_scope(scope)"
+            )
+        return self._scope
+
+    def _scope_filter(self, alias: str = "") -> tuple[str, tuple[Any, ...]]:
+        if self._scope is None:
+            return "1", ()
+        return f"{alias}scope = ?", (self._scope,)
+
+    def _scopes_with_history(self, conn: sqlite3.Connection) -> list[str]:
+        """Every scope in the history table, by index skip-scan (cheap even on 1M rows)."""
+        if self._scope is not None:
+            return [self._scope]
+        scopes: list[str] = []
+        current = conn.execute("SELECT min(scope) FROM history").fetchone()[0]
+        while current is not None:
+            scopes.append(current)
+            current = conn.execute(
+                "SELECT min(scope) FROM history WHERE scope > ?", (current,)
+            ).fetchone()[0]
+        return scopes
+
+    # -- properties --------------------------------------------------------------------------
+
+    @property
+    def path(self) -> Path:
+        return self._path
+
+    @property
+    def scope(self) -> str | None:
+        return self._scope
+
+    @property
+    def readonly(self) -> bool:
+        return self._readonly
+
+    @property
+    def schema_version(self) -> int:
+        """How many migrations of our set the file has (``len(KNOWN_MIGRATIONS)`` when current)."""
+        return len(self._applied)
+
+    @property
+    def migrations_applied(self) -> tuple[str, ...]:
+        return self._applied
+
+    def for_scope(self, scope: str) -> HistoryCache:
+        """A view of the same file and connection restricted to ``scope``.
+
+        Closing a view does nothing: close the cache it came from.
+        """
+        if not isinstance(scope, str) or not scope:
+            raise ConfigurationError("scope must be a non-empty string")
+        view = object.__new__(HistoryCache)
+        view._path = self._path
+        view._scope = scope
+        view._readonly = self._readonly
+        view._owner = False
+        view._lock = self._lock
+        view._conn = self._conn
+        view._applied = self._applied
+        return view
+
+    def close(self) -> None:
+        if self._owner:
+            with self._lock:
+                self._conn.close()
+
+    def __enter__(self) -> HistoryCache:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        mode = "readonly" if self._readonly else "rw"
+        return f"<HistoryCache {str(self._path)!r} scope={self._scope!r} {mode}>"
+
+    # -- writes: create intents --------------------------------------------------------------
+
+    def record_create_intent(self, idempotency_key: str, title: str | None) -> None:
+        """Record, before sending it, a create request with its idempotency key."""
+        scope = self._writable_scope()
+        with self._write_txn() as conn:
+            conn.execute(
+                "INSERT INTO create_intents (scope, idempotency_key, title, recorded_at) "
+                "VALUES (?, ?, ?, ?) ON CONFLICT (scope, idempotency_key) DO NOTHING",
+                (scope, idempotency_key, title, _now()),
+            )
+
+    def forget_create_intent(self, idempotency_key: str) -> bool:
+        scope = self._writable_scope()
+        with self._write_txn() as conn:
+            cur = conn.execute(
+                "DELETE FROM create_intents WHERE scope = ? AND idempotency_key = ?",
+                (scope, idempotency_key),
+            )
+            return cur.rowcount > 0
+
+    def create_intents(self) -> list[CreateIntent]:
+        """Recorded create intents, oldest first."""
+        where, args = self._scope_filter()
+        with self._lock:
+            rows = self._conn.execute(
+                "SELECT scope, idempotency_key, title, recorded_at FROM create_intents "
+                f"WHERE {where} ORDER BY recorded_at, idempotency_key",
+                args,
+            ).fetchall()
+        return [
+            CreateIntent(scope=r[0], idempotency_key=r[1], title=r[2], recorded_at=_fromiso(r[3]))
+            for r in rows
+        ]
+
+    # -- writes: sessions --------------------------------------------------------------------
+
+    def record_opened(self, info: SessionInfo, *, idempotency_key: str | None = None) -> None:
+        """A session was just created here: upsert it as 'open' and drop its create intent."""
+        scope = self._writable_scope()
+        now = _now()
+        state = "ended" if info.status == _contract.STATUS_ENDED else "open"
+        with self._write_txn() as conn:
+            conn.execute(
+                _RECORD_OPENED,
+                (
+                    scope, info.session_id, info.title, info.status, info.message_count,
+                    _ts(info.created_at), _server_ended_at(info.raw), state, now, now, now,
+                    _raw_text(info.raw),
+                ),
+            )
+            if idempotency_key is not None:
+                conn.execute(
+                    "DELETE FROM create_intents WHERE scope = ? AND idempotency_key = ?",
+                    (scope, idempotency_key),
+                )
+
+    def upsert_sessions(self, infos: Iterable[SessionInfo]) -> int:
+        """Mirror the server's sessions; returns how many rows were inserted or changed."""
+        scope = self._writable_scope()
+        now = _now()
+        rows = [
+            (
+                scope, i.session_id, i.title, i.status, i.message_count, _ts(i.created_at),
+                _server_ended_at(i.raw), now, now, _raw_text(i.raw),
+            )
+            for i in infos
+        ]
+        if not rows:
+            return 0
+        with self._write_txn() as conn:
+            cur = conn.executemany(_UPSERT_SESSION, rows)
+            return max(cur.rowcount, 0)
+
+    def mark_end_pending(self, session_id: str, error: str) -> None:
+        """The end request failed: remember it so that ``pending_ends`` retries it.
+
+        A session unknown to the cache gets a placeholder row (status 'active').
+        An already ended session stays ended.
+        """
+        scope = self._writable_scope()
+        now = _now()
+        with self._write_txn() as conn:
+            cur = conn.execute(
+                "UPDATE sessions SET local_state = 'end_pending', local_error = ?, updated_at = ? "
+                "WHERE scope = ? AND session_id = ? AND local_state IS NOT 'ended'",
+                (error, now, scope, session_id),
+            )
+            if cur.rowcount == 0:
+                conn.execute(
+                    "INSERT INTO sessions (scope, session_id, title, status, message_count, "
+                    "created_at, local_state, local_error, opened_at, updated_at, raw) "
+                    "VALUES (?, ?, NULL, ?, 0, ?, 'end_pending', ?, ?, ?, ?) "
+                    "ON CONFLICT (scope, session_id) DO NOTHING",
+                    (
+                        scope, session_id, _contract.STATUS_ACTIVE, now, error, now, now,
+                        _ENCODER.encode({"session_id": session_id}),
+                    ),
+                )
+
+    def mark_ended(self, session_id: str, info: SessionInfo | None = None) -> bool:
+        """The end was confirmed. Returns False if the session is not in the cache."""
+        scope = self._writable_scope()
+        now = _now()
+        with self._write_txn() as conn:
+            if info is not None:
+                conn.execute(
+                    _UPSERT_SESSION,
+                    (
+                        scope, session_id, info.title, _contract.STATUS_ENDED,
+                        info.message_count, _ts(info.created_at), _server_ended_at(info.raw),
+                        now, now, _raw_text(info.raw),
+                    ),
+                )
+            cur = conn.execute(
+                "UPDATE sessions SET local_state = 'ended', local_error = NULL, status = ?, "
+                "ended_at = COALESCE(ended_at, ?), updated_at = ? "
+                "WHERE scope = ? AND session_id = ?",
+                (_contract.STATUS_ENDED, now, now, scope, session_id),
+            )
+            return cur.rowcount > 0
+
+    # -- writes: history ---------------------------------------------------------------------
+
+    @staticmethod
+    def _rows(
+        scope: str, session_id: str, entries: Iterable[HistoryEntry], start: int
+    ) -> Iterator[tuple[Any, ...]]:
+        for seq, e in enumerate(entries, start):
+            if e.session_id != session_id:
+                raise ConfigurationError(
+                    f"entry {e.id!r} belongs to session {e.session_id!r}, not {session_id!r}"
+                )
+            yield (
+                scope, session_id, e.id, seq, e.type, e.role, e.content,
+                _ts(e.created_at), _raw_text(e.raw),
+            )
+
+    @staticmethod
+    def _tail(conn: sqlite3.Connection, scope: str, session_id: str) -> tuple[int, int, str | None]:
+        """(row count, max seq, id at max seq) of a session's cached history."""
+        count, max_seq = conn.execute(
+            "SELECT count(*), max(seq) FROM history WHERE scope = ? AND session_id = ?",
+            (scope, session_id),
+        ).fetchone()
+        if not count:
+            return 0, -1, None
+        row = conn.execute(
+            "SELECT id FROM history WHERE scope = ? AND session_id = ? AND seq = ? LIMIT 1",
+            (scope, session_id, max_seq),
+        ).fetchone()
+        return count, max_seq, row[0] if row else None
+
+    @staticmethod
+    def _prefix_ok(tail: tuple[int, int, str | None], entries: Sequence[HistoryEntry]) -> bool:
+        count, max_seq, last_id = tail
+        if count == 0:
+            return True
+        return (
+            count == max_seq + 1
+            and count <= len(entries)
+            and entries[count - 1].id == last_id
+        )
+
+    @staticmethod
+    def _max_rowid(conn: sqlite3.Connection) -> int:
+        return int(conn.execute("SELECT coalesce(max(rowid), 0) FROM history").fetchone()[0])
+
+    @staticmethod
+    def _index_new(conn: sqlite3.Connection, after_rowid: int) -> None:
+        conn.execute(
+            "INSERT INTO history_fts (rowid, content) "
+            "SELECT rowid, content FROM history WHERE rowid > ?",
+            (after_rowid,),
+        )
+
+    def mirror_history(self, session_id: str, entries: Sequence[HistoryEntry]) -> int:
+        """Mirror a session's FULL history (oldest first); returns the rows inserted.
+
+        Nothing already cached is rewritten; when nothing is new, nothing is written at all.
+        """
+        scope = self._writable_scope()
+        if not entries:
+            return 0
+        with self._lock:
+            tail = self._tail(self._conn, scope, session_id)
+            if self._prefix_ok(tail, entries) and tail[0] == len(entries):
+                return 0  # the fast no-op: a read, no transaction
+            with self._write_txn() as conn:
+                tail = self._tail(conn, scope, session_id)
+                if self._prefix_ok(tail, entries):
+                    count = tail[0]
+                    if count == len(entries):
+                        return 0
+                    first_new = self._max_rowid(conn)
+                    cur = conn.executemany(
+                        _INSERT_HISTORY, self._rows(scope, session_id, entries[count:], count)
+                    )
+                    inserted = cur.rowcount
+                else:
+                    first_new = self._max_rowid(conn)
+                    inserted = self._merge(conn, scope, session_id, entries)
+                if inserted:
+                    self._index_new(conn, first_new)
+                return inserted
+
+    def _merge(
+        self, conn: sqlite3.Connection, scope: str, session_id: str,
+        entries: Sequence[HistoryEntry],
+    ) -> int:
+        """The slow path: insert unknown ids, then renumber seq to the server's order."""
+        existing: dict[str, tuple[int, int]] = {
+            r[0]: (r[1], r[2])
+            for r in conn.execute(
+                "SELECT id, rowid, seq FROM history WHERE scope = ? AND session_id = ? "
+                "ORDER BY seq",
+                (scope, session_id),
+            )
+        }
+        order: dict[str, int] = {}
+        new: list[HistoryEntry] = []
+        for e in entries:
+            if e.id in order:
+                continue
+            order[e.id] = len(order)
+            if e.id not in existing:
+                new.append(e)
+        # Cached ids the server no longer lists keep their relative order, after the rest.
+        for entry_id in existing:
+            if entry_id not in order:
+                order[entry_id] = len(order)
+        fixes = [
+            (order[entry_id], rowid)
+            for entry_id, (rowid, seq) in existing.items()
+            if order[entry_id] != seq
+        ]
+        if fixes:
+            conn.executemany("UPDATE history SET seq = ? WHERE rowid = ?", fixes)
+        rows = self._rows(scope, session_id, new, 0)
+        renumbered = ((*r[:3], order[r[2]], *r[4:]) for r in rows)
+        cur = conn.executemany(_INSERT_HISTORY, renumbered)
+        return max(cur.rowcount, 0)
+
+    def append_entries(self, session_id: str, entries: Sequence[HistoryEntry]) -> int:
+        """Entries just appended (e.g. by a send): seq continues after the cached ones."""
+        scope = self._writable_scope()
+        if not entries:
+            return 0
+        with self._write_txn() as conn:
+            max_seq = conn.execute(
+                "SELECT max(seq) FROM history WHERE scope = ? AND session_id = ?",
+                (scope, session_id),
+            ).fetchone()[0]
+            seen: set[str] = set()
+            fresh: list[HistoryEntry] = []
+            for e in entries:
+                if e.id in seen:
+                    continue
+                seen.add(e.id)
+                hit = conn.execute(
+                    "SELECT 1 FROM history WHERE scope = ? AND session_id = ? AND id = ?",
+                    (scope, session_id, e.id),
+                ).fetchone()
+                if hit is None:
+                    fresh.append(e)
+            if not fresh:
+                return 0
+            first_new = self._max_rowid(conn)
+            start = -1 if max_seq is None else int(max_seq)
+            cur = conn.executemany(_INSERT_HISTORY, self._rows(scope, session_id, fresh, start + 1))
+            self._index_new(conn, first_new)
+            return max(cur.rowcount, 0)
+
+    # -- reads -------------------------------------------------------------------------------
+
+    def sessions(
+        self,
+        status: str | None = None,
+        limit: int | None = None,
+        since: datetime | None = None,
+    ) -> list[CachedSession]:
+        """Cached sessions, newest first (by created_at)."""
+        where, args = self._scope_filter("s.")
+        clauses, params = [where], list(args)
+        if status is not None:
+            clauses.append("s.status = ?")
+            params.append(status)
+        if since is not None:
+            clauses.append("s.created_at >= ?")
+            params.append(_ts(since))
+        sql = (
+            _SESSION_SELECT + " WHERE " + " AND ".join(clauses)
+            + " ORDER BY s.created_at DESC, s.session_id DESC"
+        )
+        if limit is not None:
+            sql += " LIMIT ?"
+            params.append(int(limit))
+        with self._read_txn() as conn:
+            rows = conn.execute(sql, params).fetchall()
+        return [_session_from_row(r) for r in rows]
+
+    def session(self, session_id: str) -> CachedSession | None:
+        where, args = self._scope_filter("s.")
+        with self._read_txn() as conn:
+            row = conn.execute(
+                _SESSION_SELECT + f" WHERE {where} AND s.session_id = ? ORDER BY s.scope LIMIT 1",
+                (*args, session_id),
+            ).fetchone()
+        return None if row is None else _session_from_row(row)
+
+    def history(self, session_id: str) -> list[HistoryEntry]:
+        """A session's cached history, oldest first (every scope's, if unscoped)."""
+        new = object.__new__
+        setattr_ = object.__setattr__
+        cls = HistoryEntry
+        out: list[HistoryEntry] = []
+        with self._read_txn() as conn:
+            for scope in self._scopes_with_history(conn):
+                cur = conn.execute(
+                    f"SELECT {_HISTORY_COLS} FROM history "
+                    "WHERE scope = ? AND session_id = ? ORDER BY seq",
+                    (scope, session_id),
+                )
+                for entry_id, type_, role, content, created_at, raw in cur:
+                    e = new(cls)
+                    setattr_(e, "id", entry_id)
+                    setattr_(e, "session_id", session_id)
+                    setattr_(e, "type", type_)
+                    setattr_(e, "role", role)
+                    setattr_(e, "content", content)
+                    setattr_(e, "created_at", _fromiso(created_at))
+                    setattr_(e, "raw", _LazyJSON(raw))
+                    out.append(e)
+        return out
+
+    def search(
+        self, query: str, *, limit: int = 20, session_id: str | None = None
+    ) -> list[SearchHit]:
+        """Full-text search of history contents, best first. Any string is safe."""
+        match = _fts_query(query)
+        if not match or limit <= 0:
+            return []
+        try:
+            with self._read_txn() as conn:
+                return self._search(conn, match, int(limit), session_id)
+        except sqlite3.OperationalError as exc:
+            if str(exc).startswith("fts5:"):
+                return []
+            raise
+
+    def _search(
+        self, conn: sqlite3.Connection, match: str, limit: int, session_id: str | None
+    ) -> list[SearchHit]:
+        snippet = "snippet(history_fts, 0, '[', ']', '…', 12)"
+        if session_id is None:
+            # Rank and LIMIT inside the FTS query, then join only those rows. A scoped cache
+            # over-fetches once in case other scopes' rows take some of the top places.
+            rounds = (limit,) if self._scope is None else (limit, limit * 10)
+            for fetch in rounds:
+                rows = conn.execute(
+                    f"SELECT rowid, rank, {snippet} FROM history_fts "
+                    "WHERE history_fts MATCH ? ORDER BY rank LIMIT ?",
+                    (match, fetch),
+                ).fetchall()
+                hits = self._hits(conn, rows, None, limit)
+                if len(hits) >= limit or len(rows) < fetch:
+                    return hits
+        # Filtered: let SQLite join and rank every match of the scope / session.
+        where, args = self._scope_filter("h.")
+        extra: tuple[Any, ...] = ()
+        if session_id is not None:
+            where += " AND h.session_id = ?"
+            extra = (session_id,)
+        rows = conn.execute(
+            f"SELECT h.rowid, history_fts.rank, {snippet} FROM history_fts "
+            "JOIN history h ON h.rowid = history_fts.rowid "
+            f"WHERE history_fts MATCH ? AND {where} "
+            "ORDER BY history_fts.rank LIMIT ?",
+            (match, *args, *extra, limit),
+        ).fetchall()
+        return self._hits(conn, rows, session_id, limit)
+
+    def _hits(
+        self, conn: sqlite3.Connection, rows: list[Any], session_id: str | None, limit: int
+    ) -> list[SearchHit]:
+        entries = self._entries_by_rowid(conn, [r[0] for r in rows], session_id)
+        out: list[SearchHit] = []
+        for rowid, rank, snip in rows:
+            found = entries.get(rowid)
+            if found is None:
+                continue
+            scope, entry = found
+            out.append(SearchHit(entry=entry, scope=scope, rank=float(rank), snippet=snip))
+            if len(out) >= limit:
+                break
+        return out
+
+    def _entries_by_rowid(
+        self, conn: sqlite3.Connection, rowids: list[int], session_id: str | None
+    ) -> dict[int, tuple[str, HistoryEntry]]:
+        if not rowids:
+            return {}
+        # Unary + keeps the planner on the rowid lookups (not a scan of the scope index).
+        marks = ",".join("?" * len(rowids))
+        sql = (
+            f"SELECT rowid, scope, session_id, {_HISTORY_COLS} FROM history "
+            f"WHERE rowid IN ({marks})"
+        )
+        params: list[Any] = list(rowids)
+        if self._scope is not None:
+            sql += " AND +scope = ?"
+            params.append(self._scope)
+        if session_id is not None:
+            sql += " AND +session_id = ?"
+            params.append(session_id)
+        out: dict[int, tuple[str, HistoryEntry]] = {}
+        for r in conn.execute(sql, params):
+            out[r[0]] = (
+                r[1],
+                HistoryEntry(
+                    id=r[3], session_id=r[2], type=r[4], role=r[5], content=r[6],
+                    created_at=_fromiso(r[7]), raw=_LazyJSON(r[8]),
+                ),
+            )
+        return out
+
+    def pending_ends(self) -> list[CachedSession]:
+        """Sessions opened here whose end is not confirmed (local_state open or end_pending)."""
+        where, args = self._scope_filter("s.")
+        with self._read_txn() as conn:
+            rows = conn.execute(
+                _SESSION_SELECT
+                + f" WHERE {where} AND s.local_state IN ('open', 'end_pending')"
+                " ORDER BY s.created_at, s.session_id",
+                args,
+            ).fetchall()
+        return [_session_from_row(r) for r in rows]
+
+    def stats(self) -> dict[str, Any]:
+        """Counts per status and scope, entries, file size, schema version, date range."""
+        where, args = self._scope_filter()
+        with self._read_txn() as conn:
+            by_status = dict(
+                conn.execute(
+                    f"SELECT status, count(*) FROM sessions WHERE {where} GROUP BY status "
+                    "ORDER BY status",
+                    args,
+                ).fetchall()
+            )
+            by_scope = dict(
+                conn.execute(
+                    f"SELECT scope, count(*) FROM sessions WHERE {where} GROUP BY scope "
+                    "ORDER BY scope",
+                    args,
+                ).fetchall()
+            )
+            entries_by_scope = {
+                scope: conn.execute(
+                    "SELECT count(*) FROM history WHERE scope = ?", (scope,)
+                ).fetchone()[0]
+                for scope in self._scopes_with_history(conn)
+            }
+            oldest, newest = conn.execute(
+                f"SELECT min(created_at), max(created_at) FROM sessions WHERE {where}", args
+            ).fetchone()
+            pending = conn.execute(
+                f"SELECT count(*) FROM sessions WHERE {where} "
+                "AND local_state IN ('open', 'end_pending')",
+                args,
+            ).fetchone()[0]
+            intents = conn.execute(
+                f"SELECT count(*) FROM create_intents WHERE {where}", args
+            ).fetchone()[0]
+        size = 0
+        for suffix in ("", "-wal"):
+            with suppress(OSError):
+                size += os.stat(f"{self._path}{suffix}").st_size
+        return {
+            "path": str(self._path),
+            "scope": self._scope,
+            "schema_version": self.schema_version,
+            "migrations": list(self._applied),
+            "sessions": sum(by_status.values()),
+            "sessions_by_status": by_status,
+            "sessions_by_scope": by_scope,
+            "entries": sum(entries_by_scope.values()),
+            "entries_by_scope": {k: v for k, v in entries_by_scope.items() if v},
+            "pending_ends": pending,
+            "create_intents": intents,
+            "oldest_created_at": oldest,
+            "newest_created_at": newest,
+            "file_size": size,
+        }
+
+    def integrity_check(self) -> list[str]:
+        """Problems found by ``PRAGMA integrity_check`` and the FTS5 integrity check.
+
+        Empty means fine. The FTS5 check is a write statement for SQLite, so it is skipped on a
+        read-only cache.
+        """
+        problems: list[str] = []
+        with self._lock:
+            conn = self._conn
+            try:
+                rows = conn.execute("PRAGMA integrity_check").fetchall()
+            except sqlite3.DatabaseError as exc:
+                return [f"integrity_check failed: {exc}"]
+            problems.extend(str(r[0]) for r in rows if r[0] != "ok")
+            if not self._readonly:
+                try:
+                    conn.execute(
+                        "INSERT INTO history_fts (history_fts, rank) VALUES ('integrity-check', 1)"
+                    )
+                except sqlite3.DatabaseError as exc:
+                    problems.append(
+                        f"history_fts does not match history ({exc}); "
+                        "rebuild it with: sqlite-utils rebuild-fts PATH history"
+                    )
+        return problems

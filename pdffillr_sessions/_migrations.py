@@ -1,0 +1,109 @@
+"""The schema of the history cache, as a registry of sqlite-utils migrations.
+
+Each migration runs inside the ``BEGIN IMMEDIATE`` transaction that ``HistoryCache`` opens
+around the pending-migration check, so several processes opening a fresh file at once apply
+it exactly once. This module imports sqlite-utils (about 70 ms): ``_cache`` imports it only
+when a migration is pending, never on the read path.
+
+Never edit a released migration: add a new function below. The names must also be listed in
+``_cache.KNOWN_MIGRATIONS`` (checked by the tests and at apply time), which is what the cache
+uses to recognise a file written by a newer version without importing this module.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlite_utils import Migrations
+
+MIGRATION_SET = "pdffillr_sessions"
+
+migrations = Migrations(MIGRATION_SET)
+
+_INITIAL_SCHEMA = (
+    """
+    CREATE TABLE sessions (
+        scope TEXT NOT NULL,
+        session_id TEXT NOT NULL,
+        title TEXT,
+        status TEXT NOT NULL,
+        message_count INTEGER NOT NULL DEFAULT 0,
+        created_at TEXT NOT NULL,
+        ended_at TEXT,
+        local_state TEXT CHECK (local_state IN ('open', 'end_pending', 'ended')),
+        local_error TEXT,
+        opened_at TEXT,
+        updated_at TEXT NOT NULL,
+        synced_at TEXT,
+        raw TEXT NOT NULL,
+        PRIMARY KEY (scope, session_id)
+    )
+    """,
+    "CREATE INDEX sessions_scope_created_at ON sessions (scope, created_at)",
+    "CREATE INDEX sessions_created_at ON sessions (created_at)",
+    """
+    CREATE TABLE history (
+        rowid INTEGER PRIMARY KEY,
+        scope TEXT NOT NULL,
+        session_id TEXT NOT NULL,
+        id TEXT NOT NULL,
+        seq INTEGER NOT NULL,
+        type TEXT NOT NULL,
+        role TEXT,
+        content TEXT,
+        created_at TEXT NOT NULL,
+        raw TEXT NOT NULL
+    )
+    """,
+    "CREATE UNIQUE INDEX history_scope_session_id ON history (scope, session_id, id)",
+    "CREATE INDEX history_scope_session_seq ON history (scope, session_id, seq)",
+    # External-content FTS5 index over history.content (sqlite-utils naming). Inserts are
+    # indexed in bulk by the cache inside the same transaction (much faster than a per-row
+    # trigger); deletes and content updates made by other tools are kept in sync by triggers.
+    """
+    CREATE VIRTUAL TABLE history_fts USING fts5 (
+        content, content='history', content_rowid='rowid'
+    )
+    """,
+    """
+    CREATE TRIGGER history_ad AFTER DELETE ON history BEGIN
+        INSERT INTO history_fts (history_fts, rowid, content)
+        VALUES ('delete', old.rowid, old.content);
+    END
+    """,
+    """
+    CREATE TRIGGER history_au AFTER UPDATE OF content ON history BEGIN
+        INSERT INTO history_fts (history_fts, rowid, content)
+        VALUES ('delete', old.rowid, old.content);
+        INSERT INTO history_fts (rowid, content) VALUES (new.rowid, new.content);
+    END
+    """,
+    """
+    CREATE TABLE create_intents (
+        scope TEXT NOT NULL,
+        idempotency_key TEXT NOT NULL,
+        title TEXT,
+        recorded_at TEXT NOT NULL,
+        PRIMARY KEY (scope, idempotency_key)
+    )
+    """,
+)
+
+
+@migrations()
+def m001_initial_schema(db: Any) -> None:
+    for statement in _INITIAL_SCHEMA:
+        db.execute(statement)
+
+
+def names() -> list[str]:
+    """The names of every migration this version knows, in order."""
+    return [m.name for m in migrations._migrations]
+
+
+def apply(conn: Any) -> None:
+    """Apply the pending migrations on ``conn``, which must already be in a write transaction."""
+    from sqlite_utils import Database
+
+    db = Database(conn, execute_plugins=False, recursive_triggers=False)
+    migrations.apply(db)
