@@ -13,7 +13,6 @@ on stderr and a non-zero exit status, never a traceback; the API key never appea
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import re
@@ -23,6 +22,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, TypeVar
+from urllib.parse import quote as urllib_quote
 
 import click
 
@@ -154,28 +154,20 @@ def parse_since(value: str, *, now: datetime | None = None) -> datetime:
     return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
-class _SinceType(click.ParamType):
-    name = "DATE|DURATION"
-
-    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
-        if isinstance(value, datetime):
-            return value
-        try:
-            return parse_since(str(value))
-        except ValueError as exc:
-            self.fail(str(exc), param, ctx)
+def _since_callback(ctx: click.Context, param: click.Parameter, value: str | None) -> Any:
+    if value is None:
+        return None
+    try:
+        return parse_since(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), ctx, param) from None
 
 
-class _DurationType(click.ParamType):
-    name = "DURATION"
-
-    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
-        if isinstance(value, timedelta):
-            return value
-        try:
-            return parse_duration(str(value))
-        except ValueError as exc:
-            self.fail(str(exc), param, ctx)
+def _duration_callback(ctx: click.Context, param: click.Parameter, value: str) -> Any:
+    try:
+        return parse_duration(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), ctx, param) from None
 
 
 # -- output ------------------------------------------------------------------------------------
@@ -193,9 +185,18 @@ def _dumps(obj: Any, *, indent: int | None = None) -> str:
 
 def _write(text: str, stream: IO[bytes] | None = None) -> None:
     """Write UTF-8 whatever the locale says (emoji and NULs must survive a pipe)."""
-    out = stream if stream is not None else click.get_binary_stream("stdout")
-    out.write(text.encode("utf-8", errors="backslashreplace"))
-    out.flush()
+    data = text.encode("utf-8", errors="backslashreplace")
+    if stream is not None:
+        stream.write(data)
+        return
+    sys.stdout.flush()
+    buffer: IO[bytes] | None = getattr(sys.stdout, "buffer", None)
+    if buffer is None:  # pragma: no cover - a text-only stdout (an IDE console)
+        sys.stdout.write(data.decode("utf-8"))
+        sys.stdout.flush()
+        return
+    buffer.write(data)
+    buffer.flush()
 
 
 def _emit_json(items: Any, *, nl: bool) -> None:
@@ -208,12 +209,16 @@ def _emit_json(items: Any, *, nl: bool) -> None:
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
 
 
+def _visible(m: re.Match[str]) -> str:
+    return f"\\x{ord(m.group()):02x}"
+
+
 def _cell(value: Any, width: int | None = None) -> str:
     """One table cell: one line, control characters made visible, cut to ``width``."""
     if value is None:
         return ""
     text = str(value).replace("\r\n", " ").replace("\n", " ").replace("\t", " ")
-    text = _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
+    text = _CONTROL.sub(_visible, text)
     if width is not None and len(text) > width:
         text = text[: max(width - 1, 0)] + "…"
     return text
@@ -249,7 +254,7 @@ def _short_time(value: Any) -> str:
         try:
             value = datetime.fromisoformat(value)
         except ValueError:
-            return value
+            return str(value)
     if isinstance(value, datetime):
         if value.tzinfo is not None and value.utcoffset() != timedelta(0):
             return value.isoformat(sep=" ", timespec="seconds")
@@ -279,6 +284,7 @@ _SESSION_KEYS = (
     "message_count",
     "entry_count",
     "created_at",
+    "ended_at",
     "scope",
     "local_state",
     "local_error",
@@ -295,6 +301,7 @@ def _session_dict(s: CachedSession) -> dict[str, Any]:
         "message_count": s.message_count,
         "entry_count": s.entry_count,
         "created_at": _iso(s.created_at),
+        "ended_at": _iso(s.ended_at),
         "scope": s.scope,
         "local_state": s.local_state,
         "local_error": s.local_error,
@@ -424,8 +431,9 @@ def path(db: Path | None) -> None:
 @click.option("-n", "--limit", type=click.IntRange(min=0), default=None, help="At most N sessions.")
 @click.option(
     "--since",
-    type=_SinceType(),
+    metavar="DATE|DURATION",
     default=None,
+    callback=_since_callback,
     help="Only sessions created since this ISO date/time (naive = UTC) or duration (7d, 12h).",
 )
 @_json_options
@@ -503,7 +511,9 @@ def _transcript(s: CachedSession, entries: Sequence[HistoryEntry]) -> str:
     if s.local_error:
         out.append(f"  error:    {_cell(s.local_error)}")
     out.append(f"  created:  {_short_time(s.created_at)}")
-    out.append(f"  entries:  {s.entry_count} cached of {s.message_count} on the server")
+    out.append(
+        f"  entries:  {s.entry_count} cached (message_count {s.message_count} at the last sync)"
+    )
     out.append(f"  scope:    {s.scope}")
     if s.opened_at:
         out.append(f"  opened:   {_short_time(s.opened_at)} (by a Session on this machine)")
@@ -518,7 +528,8 @@ def _transcript(s: CachedSession, entries: Sequence[HistoryEntry]) -> str:
         event = _entry_event(e)
         if e.type == "message":
             out.append(f"[{when}] {e.role or 'message'}:")
-            out.extend(f"    {line}" for line in (e.content or "").splitlines() or [""])
+            lines = (e.content or "").splitlines() or [""]
+            out.extend(f"    {_CONTROL.sub(_visible, line)}" for line in lines)
         elif e.type == "document" or doc is not None:
             summary = _document_summary(doc) if doc is not None else _cell(e.content)
             out.append(f"[{when}] document: {summary}")
@@ -654,34 +665,16 @@ def _markdown(s: CachedSession, entries: Sequence[HistoryEntry]) -> str:
 
 
 @main.command()
-@_json_options
+@click.option("--json", "as_json", is_flag=True, help="Output JSON.")
 @_db_option
-def stats(as_json: bool, nl: bool, db: Path | None) -> None:
-    """Counts per status and key scope, entries, file size, schema version, date range."""
+def stats(as_json: bool, db: Path | None) -> None:
+    """Counts per status and key scope, entries, file size, schema version, date range.
+
+    --json prints ``HistoryCache.stats()`` as it is (its keys are the stable shape).
+    """
     with _open_readonly(db) as cache:
-        every = cache.sessions()
-        data: dict[str, Any] = {
-            "path": str(cache.path),
-            "file_size": _file_size(Path(cache.path)),
-            "schema_version": cache.schema_version,
-            "sessions": len(every),
-            "entries": sum(s.entry_count for s in every),
-            "by_status": _count(s.status for s in every),
-            "by_scope": _count(s.scope for s in every),
-            "by_local_state": _count(s.local_state for s in every if s.local_state),
-            "pending_ends": len(cache.pending_ends()),
-            "create_intents": len(cache.create_intents()),
-            "oldest": None,
-            "newest": None,
-        }
-        times = [t for t in (_as_datetime(s.created_at) for s in every) if t is not None]
-        if times:
-            data["oldest"] = _iso(min(times))
-            data["newest"] = _iso(max(times))
-        extra = cache.stats()
-    for key, value in extra.items():
-        data.setdefault(key, value)
-    if as_json or nl:
+        data = cache.stats()
+    if as_json:
         _emit_json(data, nl=False)
         return
     lines = [
@@ -690,24 +683,19 @@ def stats(as_json: bool, nl: bool, db: Path | None) -> None:
         f"schema version:  {data['schema_version']}",
         f"sessions:        {data['sessions']}",
     ]
-    lines += [f"  {k + ':':<15}{v}" for k, v in data["by_status"].items()]
+    lines += [f"  {k + ':':<15}{v}" for k, v in data["sessions_by_status"].items()]
     lines.append(f"entries:         {data['entries']}")
-    lines.append(f"oldest:          {data['oldest'] or '-'}")
-    lines.append(f"newest:          {data['newest'] or '-'}")
-    lines.append("scopes (key fingerprints):")
-    lines += [f"  {k:<17}{v} sessions" for k, v in data["by_scope"].items()]
-    lines.append(f"open here:       {data['by_local_state'].get('open', 0)}")
-    lines.append(f"end pending:     {data['by_local_state'].get('end_pending', 0)}")
+    lines.append(f"oldest:          {data['oldest_created_at'] or '-'}")
+    lines.append(f"newest:          {data['newest_created_at'] or '-'}")
+    lines.append("scopes (API key fingerprints):")
+    entries_by_scope = data.get("entries_by_scope", {})
+    lines += [
+        f"  {k:<17}{v} sessions, {entries_by_scope.get(k, 0)} entries"
+        for k, v in data["sessions_by_scope"].items()
+    ]
+    lines.append(f"pending ends:    {data['pending_ends']}  (see `pdffillr-sessions reap`)")
     lines.append(f"create intents:  {data['create_intents']}")
     _write("\n".join(lines) + "\n")
-
-
-def _file_size(path: Path) -> int:
-    total = 0
-    for suffix in ("", "-wal"):
-        with contextlib.suppress(FileNotFoundError):
-            total += os.stat(f"{path}{suffix}").st_size
-    return total
 
 
 def _count(values: Iterable[Any]) -> dict[str, int]:
@@ -721,15 +709,18 @@ def _count(values: Iterable[Any]) -> dict[str, int]:
 @click.option("--json", "as_json", is_flag=True, help="Output JSON.")
 @_db_option
 def check(as_json: bool, db: Path | None) -> None:
-    """Check the integrity of the cache file (SQLite's and the full-text index's).
+    """Check the integrity of the cache file: SQLite's, then the full-text index's.
 
-    Exits 1 if there are problems. The file is only read.
+    The file is only read: the full-text check (a write statement for SQLite) runs on a
+    private temporary copy. Exits 1 if there are problems.
     """
     with _open_readonly(db) as cache:
-        problems = cache.integrity_check()
-        where = str(cache.path)
+        where = Path(cache.path)
+        problems = list(cache.integrity_check())
+    if not problems:
+        problems.extend(_fts_problems(where))
     if as_json:
-        _emit_json({"path": where, "ok": not problems, "problems": problems}, nl=False)
+        _emit_json({"path": str(where), "ok": not problems, "problems": problems}, nl=False)
     elif problems:
         _write("".join(f"{_cell(p)}\n" for p in problems))
     else:
@@ -738,6 +729,31 @@ def check(as_json: bool, db: Path | None) -> None:
         if not as_json:
             click.echo(f"Error: {len(problems)} problem(s) in {where}", err=True)
         raise SystemExit(1)
+
+
+def _fts_problems(path: Path) -> list[str]:
+    """FTS5's integrity-check, run on a temporary copy so that the file is never written."""
+    import tempfile
+
+    uri = "file:" + urllib_quote(str(path.absolute())) + "?mode=ro"
+    with tempfile.TemporaryDirectory(prefix="pdffillr-check-") as tmp:
+        source = sqlite3.connect(uri, uri=True)
+        copy = sqlite3.connect(os.path.join(tmp, "copy.db"))
+        try:
+            source.backup(copy)
+            try:
+                copy.execute(
+                    "INSERT INTO history_fts (history_fts, rank) VALUES ('integrity-check', 1)"
+                )
+            except sqlite3.DatabaseError as exc:
+                return [
+                    f"the full-text index history_fts does not match history ({exc}); rebuild "
+                    f"it with: sqlite-utils rebuild-fts {path} history"
+                ]
+            return []
+        finally:
+            copy.close()
+            source.close()
 
 
 # -- online commands ---------------------------------------------------------------------------
@@ -859,8 +875,9 @@ def sync(
 @click.option("--dry-run", is_flag=True, help="Only say what would be done: no request, no write.")
 @click.option(
     "--older-than",
-    type=_DurationType(),
+    metavar="DURATION",
     default=REAP_DEFAULT_OLDER_THAN,
+    callback=_duration_callback,
     show_default=True,
     help="Only sessions opened (or creates recorded) longer ago than this; 0 = all of them.",
 )
