@@ -28,6 +28,7 @@ import json
 import os
 import sqlite3
 import threading
+import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from datetime import UTC, datetime
@@ -460,9 +461,7 @@ class HistoryCache:
                 )
             return tuple(applied)
         try:
-            mode = conn.execute("PRAGMA journal_mode").fetchone()[0]
-            if str(mode).lower() != "wal":
-                conn.execute("PRAGMA journal_mode = WAL")
+            self._enable_wal()
             conn.execute("PRAGMA synchronous = NORMAL")
         except sqlite3.DatabaseError as exc:
             raise CacheError(f"cannot use the cache at {path}: {exc}") from None
@@ -478,6 +477,24 @@ class HistoryCache:
                 _migrations.apply(conn)
                 applied = _inspect(conn, path)
         return tuple(applied)
+
+    def _enable_wal(self) -> None:
+        """Switch to WAL. The switch ignores busy_timeout (SQLITE_BUSY at once when several
+        processes open a fresh file together), so retry it until the timeout."""
+        conn = self._conn
+        deadline = time.monotonic() + BUSY_TIMEOUT_S
+        delay = 0.005
+        while True:
+            try:
+                mode = conn.execute("PRAGMA journal_mode").fetchone()[0]
+                if str(mode).lower() != "wal":
+                    conn.execute("PRAGMA journal_mode = WAL")
+                return
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) or time.monotonic() > deadline:
+                    raise
+                time.sleep(delay)
+                delay = min(delay * 2, 0.1)
 
     # -- plumbing ----------------------------------------------------------------------------
 

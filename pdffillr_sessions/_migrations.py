@@ -62,7 +62,7 @@ _INITIAL_SCHEMA = (
     # trigger); deletes and content updates made by other tools are kept in sync by triggers.
     """
     CREATE VIRTUAL TABLE history_fts USING fts5 (
-        content, content='history', content_rowid='rowid'
+        content, content="history", content_rowid="rowid"
     )
     """,
     """

@@ -14,6 +14,7 @@ import logging
 import mimetypes
 import random
 import secrets
+import selectors
 import socket
 import struct
 import threading
@@ -129,6 +130,7 @@ class _Server(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
     block_on_close = False  # Emulator.stop() joins the threads itself, with a deadline
+    timeout = 0.0  # handle_request() is only called when the socket is ready
 
     def __init__(self, address: tuple[str, int], emulator: Emulator) -> None:
         self.emulator = emulator
@@ -136,7 +138,27 @@ class _Server(ThreadingHTTPServer):
         self._connections: set[socket.socket] = set()
         self._resets: set[socket.socket] = set()
         self._conn_threads: list[threading.Thread] = []
+        self._wake_r, self._wake_w = socket.socketpair()
         super().__init__(address, _Handler)
+
+    def serve_until(self, stopping: threading.Event) -> None:
+        """Accept until ``stopping`` is set; ``wake()`` interrupts the wait at once (no polling)."""
+        with selectors.DefaultSelector() as selector:
+            selector.register(self, selectors.EVENT_READ)
+            selector.register(self._wake_r, selectors.EVENT_READ)
+            while not stopping.is_set():
+                for key, _ in selector.select():
+                    if key.fileobj is self and not stopping.is_set():
+                        self.handle_request()  # ready: with timeout 0, accepts one
+
+    def wake(self) -> None:
+        with contextlib.suppress(OSError):
+            self._wake_w.send(b"x")
+
+    def server_close(self) -> None:
+        super().server_close()
+        self._wake_r.close()
+        self._wake_w.close()
 
     def process_request(self, request: Any, client_address: Any) -> None:
         t = threading.Thread(
@@ -318,12 +340,12 @@ class _Handler(BaseHTTPRequestHandler):
         try:
             body = self._read_body()
         except ApiError as exc:
-            self._send(exc.status, dumps(exc.body()), request_id=request_id)
             record(exc.status)
+            self._send(exc.status, dumps(exc.body()), request_id=request_id)
             return
         if fault is not None and fault.action == "status":
-            self._send_fault(fault, request_id)
             record(fault.status)
+            self._send_fault(fault, request_id)
             return
 
         result, replayed = self._dispatch(method, raw_path, api_key, idem, body)
@@ -338,8 +360,9 @@ class _Handler(BaseHTTPRequestHandler):
         keep = None
         if fault is not None and fault.action == "truncate":
             keep = fault.keep if fault.keep is not None else len(payload) // 2
-        self._send(result.status, payload, request_id=request_id, headers=extra, keep=keep)
+        # Recorded before answering: a client that saw the answer also sees the record.
         record(result.status, replayed)
+        self._send(result.status, payload, request_id=request_id, headers=extra, keep=keep)
 
     def _send_fault(self, fault: Fault, request_id: str) -> None:
         if fault.body is None:
@@ -358,6 +381,8 @@ class _Handler(BaseHTTPRequestHandler):
         emu = self.server.emulator
         state = emu.state
         dialect = state.dialect
+        if not (raw_path == "/v1" or raw_path.startswith("/v1/")):
+            return StoredResponse(404, error_body(404, f"Unknown route {raw_path}")), False
         if api_key is None or not emu._key_ok(api_key):
             return StoredResponse(401, ApiError(
                 401, "Missing or invalid API key: send 'Authorization: Bearer <key>'.").body()), \
@@ -451,7 +476,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _control(self, method: str, raw_path: str) -> None:
         emu = self.server.emulator
-        request_id = emu._new_request_id()
+        request_id = "req_emulator_control"  # never consumes the /v1 request-id counter
         try:
             body = self._read_body()
             status, payload = _control_route(emu, method, raw_path[len(CONTROL_PREFIX):], body)
@@ -622,7 +647,7 @@ class Emulator:
         self._stopping.clear()
         self._server = _Server((self.host, self._requested_port), self)
         self._thread = threading.Thread(
-            target=self._server.serve_forever, kwargs={"poll_interval": 0.05},
+            target=self._server.serve_until, args=(self._stopping,),
             name="pdffillr-emulator", daemon=True,
         )
         self._thread.start()
@@ -636,11 +661,11 @@ class Emulator:
             return
         self._stopping.set()  # wakes delay faults
         deadline = time.monotonic() + timeout
-        server.shutdown()
-        server.server_close()
-        threads = server.close_connections()
+        server.wake()
         if thread is not None:
             thread.join(max(0.0, deadline - time.monotonic()))
+        server.server_close()
+        threads = server.close_connections()
         for t in threads:
             t.join(max(0.0, deadline - time.monotonic()))
         self._server = None

@@ -356,7 +356,7 @@ class ServiceState:
             ))
             activity = self._append(s, _Entry(
                 self.new_id("ent"), "activity", None, f"Processed {filename}", self.now(),
-                {"event": "document.processed", "document_id": document["document_id"]},
+                {"event": "document.processed"},
             ))
             return [self._render_entry(doc_entry), self._render_entry(activity)]
 
