@@ -430,7 +430,10 @@ class HistoryCache:
             uri = "file:" + quote(str(path.absolute())) + "?mode=ro"
             try:
                 conn = sqlite3.connect(
-                    uri, uri=True, timeout=BUSY_TIMEOUT_S, isolation_level=None,
+                    uri,
+                    uri=True,
+                    timeout=BUSY_TIMEOUT_S,
+                    isolation_level=None,
                     check_same_thread=False,
                 )
             except sqlite3.Error as exc:
@@ -440,7 +443,9 @@ class HistoryCache:
             _check_file(path)
             try:
                 conn = sqlite3.connect(
-                    str(path), timeout=BUSY_TIMEOUT_S, isolation_level=None,
+                    str(path),
+                    timeout=BUSY_TIMEOUT_S,
+                    isolation_level=None,
                     check_same_thread=False,
                 )
             except sqlite3.Error as exc:
@@ -660,8 +665,17 @@ class HistoryCache:
             conn.execute(
                 _RECORD_OPENED,
                 (
-                    scope, info.session_id, info.title, info.status, info.message_count,
-                    _ts(info.created_at), _server_ended_at(info.raw), state, now, now, now,
+                    scope,
+                    info.session_id,
+                    info.title,
+                    info.status,
+                    info.message_count,
+                    _ts(info.created_at),
+                    _server_ended_at(info.raw),
+                    state,
+                    now,
+                    now,
+                    now,
                     _raw_text(info.raw),
                 ),
             )
@@ -677,8 +691,16 @@ class HistoryCache:
         now = _now()
         rows = [
             (
-                scope, i.session_id, i.title, i.status, i.message_count, _ts(i.created_at),
-                _server_ended_at(i.raw), now, now, _raw_text(i.raw),
+                scope,
+                i.session_id,
+                i.title,
+                i.status,
+                i.message_count,
+                _ts(i.created_at),
+                _server_ended_at(i.raw),
+                now,
+                now,
+                _raw_text(i.raw),
             )
             for i in infos
         ]
@@ -709,7 +731,13 @@ class HistoryCache:
                     "VALUES (?, ?, NULL, ?, 0, ?, 'end_pending', ?, ?, ?, ?) "
                     "ON CONFLICT (scope, session_id) DO NOTHING",
                     (
-                        scope, session_id, _contract.STATUS_ACTIVE, now, error, now, now,
+                        scope,
+                        session_id,
+                        _contract.STATUS_ACTIVE,
+                        now,
+                        error,
+                        now,
+                        now,
                         _ENCODER.encode({"session_id": session_id}),
                     ),
                 )
@@ -723,9 +751,16 @@ class HistoryCache:
                 conn.execute(
                     _UPSERT_SESSION,
                     (
-                        scope, session_id, info.title, _contract.STATUS_ENDED,
-                        info.message_count, _ts(info.created_at), _server_ended_at(info.raw),
-                        now, now, _raw_text(info.raw),
+                        scope,
+                        session_id,
+                        info.title,
+                        _contract.STATUS_ENDED,
+                        info.message_count,
+                        _ts(info.created_at),
+                        _server_ended_at(info.raw),
+                        now,
+                        now,
+                        _raw_text(info.raw),
                     ),
                 )
             cur = conn.execute(
@@ -748,8 +783,15 @@ class HistoryCache:
                     f"entry {e.id!r} belongs to session {e.session_id!r}, not {session_id!r}"
                 )
             yield (
-                scope, session_id, e.id, seq, e.type, e.role, e.content,
-                _ts(e.created_at), _raw_text(e.raw),
+                scope,
+                session_id,
+                e.id,
+                seq,
+                e.type,
+                e.role,
+                e.content,
+                _ts(e.created_at),
+                _raw_text(e.raw),
             )
 
     @staticmethod
@@ -772,11 +814,7 @@ class HistoryCache:
         count, max_seq, last_id = tail
         if count == 0:
             return True
-        return (
-            count == max_seq + 1
-            and count <= len(entries)
-            and entries[count - 1].id == last_id
-        )
+        return count == max_seq + 1 and count <= len(entries) and entries[count - 1].id == last_id
 
     @staticmethod
     def _max_rowid(conn: sqlite3.Connection) -> int:
@@ -818,10 +856,14 @@ class HistoryCache:
                     inserted = self._merge(conn, scope, session_id, entries)
                 if inserted:
                     self._index_new(conn, first_new)
+                    self._raise_message_count(conn, scope, session_id)
                 return inserted
 
     def _merge(
-        self, conn: sqlite3.Connection, scope: str, session_id: str,
+        self,
+        conn: sqlite3.Connection,
+        scope: str,
+        session_id: str,
         entries: Sequence[HistoryEntry],
     ) -> int:
         """The slow path: insert unknown ids, then renumber seq to the server's order."""
@@ -885,7 +927,25 @@ class HistoryCache:
             start = -1 if max_seq is None else int(max_seq)
             cur = conn.executemany(_INSERT_HISTORY, self._rows(scope, session_id, fresh, start + 1))
             self._index_new(conn, first_new)
+            self._raise_message_count(conn, scope, session_id)
             return max(cur.rowcount, 0)
+
+    @staticmethod
+    def _raise_message_count(conn: sqlite3.Connection, scope: str, session_id: str) -> None:
+        """Keep ``sessions.message_count`` >= the entries cached for it.
+
+        The contract makes ``message_count`` the number of history entries, and history is
+        append-only: once we hold N entries the server's count is at least N, so the row does not
+        keep showing the count it had at create time until the next sync.
+        """
+        (count,) = conn.execute(
+            "SELECT count(*) FROM history WHERE scope = ? AND session_id = ?", (scope, session_id)
+        ).fetchone()
+        conn.execute(
+            "UPDATE sessions SET message_count = ? "
+            "WHERE scope = ? AND session_id = ? AND message_count < ?",
+            (count, scope, session_id, count),
+        )
 
     # -- reads -------------------------------------------------------------------------------
 
@@ -905,7 +965,9 @@ class HistoryCache:
             clauses.append("s.created_at >= ?")
             params.append(_ts(since))
         sql = (
-            _SESSION_SELECT + " WHERE " + " AND ".join(clauses)
+            _SESSION_SELECT
+            + " WHERE "
+            + " AND ".join(clauses)
             + " ORDER BY s.created_at DESC, s.session_id DESC"
         )
         if limit is not None:
@@ -1034,8 +1096,13 @@ class HistoryCache:
             out[r[0]] = (
                 r[1],
                 HistoryEntry(
-                    id=r[3], session_id=r[2], type=r[4], role=r[5], content=r[6],
-                    created_at=_fromiso(r[7]), raw=_LazyJSON(r[8]),
+                    id=r[3],
+                    session_id=r[2],
+                    type=r[4],
+                    role=r[5],
+                    content=r[6],
+                    created_at=_fromiso(r[7]),
+                    raw=_LazyJSON(r[8]),
                 ),
             )
         return out
@@ -1045,8 +1112,7 @@ class HistoryCache:
         where, args = self._scope_filter("s.")
         with self._read_txn() as conn:
             rows = conn.execute(
-                _SESSION_SELECT
-                + f" WHERE {where} AND s.local_state IN ('open', 'end_pending')"
+                _SESSION_SELECT + f" WHERE {where} AND s.local_state IN ('open', 'end_pending')"
                 " ORDER BY s.created_at, s.session_id",
                 args,
             ).fetchall()

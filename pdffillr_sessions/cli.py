@@ -794,9 +794,10 @@ def sync(
     """
     from ._cache import HistoryCache
 
-    with _make_client(base_url) as client, HistoryCache(
-        _resolve_db(db), scope=client.key_scope
-    ) as cache:
+    with (
+        _make_client(base_url) as client,
+        HistoryCache(_resolve_db(db), scope=client.key_scope) as cache,
+    ):
         before = {s.session_id: s for s in cache.sessions()}
         listed = all_listed = client.sessions.list()
         if session_ids:
@@ -1054,14 +1055,25 @@ def _report_reap(
 
 
 @main.command()
-@click.option("--port", type=click.IntRange(0, 65535), default=8765, show_default=True,
-              help="0 picks a free port.")
+@click.option(
+    "--port",
+    type=click.IntRange(0, 65535),
+    default=8765,
+    show_default=True,
+    help="0 picks a free port.",
+)
 @click.option("--host", default="127.0.0.1", show_default=True)
-@click.option("--fault", "faults", multiple=True, metavar="SPEC",
-              help="A scripted fault, repeatable (e.g. 503:POST::times=2, drop_after:POST:"
-              "/messages$); see `python -m pdffillr_sessions.emulator --help`.")
-@click.option("--deterministic", is_flag=True,
-              help="A fixed clock from 2026-01-01T00:00:00Z and counter ids.")
+@click.option(
+    "--fault",
+    "faults",
+    multiple=True,
+    metavar="SPEC",
+    help="A scripted fault, repeatable (e.g. 503:POST::times=2, drop_after:POST:"
+    "/messages$); see `python -m pdffillr_sessions.emulator --help`.",
+)
+@click.option(
+    "--deterministic", is_flag=True, help="A fixed clock from 2026-01-01T00:00:00Z and counter ids."
+)
 def emulator(port: int, host: str, faults: tuple[str, ...], deterministic: bool) -> None:
     """Run the local Pdffillr emulator in the foreground until Ctrl-C."""
     from .emulator import Fault, FaultSpecError, serve_forever_cli

@@ -292,7 +292,8 @@ def test_scoping_two_keys_one_file(db: Path) -> None:
         assert len(everything.history("shared-id")) == 2
         assert len(everything.search("plan")) == 2
         assert everything.stats()["sessions_by_scope"] == {
-            key_scope(KEY_A): 1, key_scope(KEY_B): 2,
+            key_scope(KEY_A): 1,
+            key_scope(KEY_B): 2,
         }
         with pytest.raises(ConfigurationError):
             everything.mirror_history("x", [entry(0, "x")])
@@ -430,9 +431,36 @@ def test_readonly_refuses_uninitialised_file(db: Path) -> None:
 
 
 HOSTILE = [
-    '"', '""', '"unbalanced', "*", "capital*", "AND", "OR NOT", "NEAR(", "NEAR(a b", "-", "--x",
-    ":", "content:", "a:b", "^", "(", ")", "{", "}", "[", "'", "\\", "\x00", "🦄", "a AND OR b",
-    "capital -calls", "NOT capital", "col:capital", "   ", "",
+    '"',
+    '""',
+    '"unbalanced',
+    "*",
+    "capital*",
+    "AND",
+    "OR NOT",
+    "NEAR(",
+    "NEAR(a b",
+    "-",
+    "--x",
+    ":",
+    "content:",
+    "a:b",
+    "^",
+    "(",
+    ")",
+    "{",
+    "}",
+    "[",
+    "'",
+    "\\",
+    "\x00",
+    "🦄",
+    "a AND OR b",
+    "capital -calls",
+    "NOT capital",
+    "col:capital",
+    "   ",
+    "",
 ]
 
 
@@ -448,10 +476,13 @@ def test_search_hostile_queries_never_raise(db: Path, query: str) -> None:
 
 def test_search_ranks_and_filters(db: Path) -> None:
     with HistoryCache(db, api_key=KEY_A) as cache:
-        cache.mirror_history("s1", [
-            entry(0, "s1", content="waterfall waterfall waterfall carry"),
-            entry(1, "s1", content="nothing relevant"),
-        ])
+        cache.mirror_history(
+            "s1",
+            [
+                entry(0, "s1", content="waterfall waterfall waterfall carry"),
+                entry(1, "s1", content="nothing relevant"),
+            ],
+        )
         cache.mirror_history(
             "s2", [entry(0, "s2", content="one waterfall mention among many words")]
         )
@@ -505,7 +536,9 @@ def test_sqlite_utils_sees_tables(db: Path) -> None:
     assert "history_fts" in tables and "create_intents" in tables
     out = subprocess.run(
         [SQLITE_UTILS, "search", str(db), "history", "capital", "--limit", "2"],
-        capture_output=True, text=True, check=True,
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout
     assert len(json.loads(out)) == 2
 
@@ -574,7 +607,11 @@ def test_default_path_from_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
 
 def test_naive_and_offset_datetimes_normalised(db: Path) -> None:
     e = HistoryEntry(
-        id="x", session_id="s1", type="message", role=None, content="c",
+        id="x",
+        session_id="s1",
+        type="message",
+        role=None,
+        content="c",
         created_at=datetime(2026, 1, 1, 12, 0, tzinfo=timezone(timedelta(hours=-5))),
         raw={},
     )

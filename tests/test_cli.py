@@ -24,11 +24,21 @@ from pdffillr_sessions.cli import main, parse_duration, parse_since
 
 ROOT = Path(__file__).resolve().parent.parent
 KEY = "sk_cli_test_0123456789SECRET"
-TRICKY = "Line one\nline two \x00 NUL, emoji 📄🇪🇺, quote \" and tab\t, é"
+TRICKY = 'Line one\nline two \x00 NUL, emoji 📄🇪🇺, quote " and tab\t, é'
 
 SESSION_KEYS = {
-    "session_id", "title", "status", "message_count", "entry_count", "created_at", "ended_at",
-    "scope", "local_state", "local_error", "opened_at", "synced_at",
+    "session_id",
+    "title",
+    "status",
+    "message_count",
+    "entry_count",
+    "created_at",
+    "ended_at",
+    "scope",
+    "local_state",
+    "local_error",
+    "opened_at",
+    "synced_at",
 }
 
 
@@ -118,8 +128,13 @@ def test_sessions_shows_local_open_and_end_pending(db: Path) -> None:
     with HistoryCache(db, api_key=KEY) as cache:
         for sid in ("sess_open", "sess_pending"):
             cache.record_opened(
-                SessionInfo(session_id=sid, title=None, status="active", message_count=0,
-                            created_at=datetime.now(UTC))
+                SessionInfo(
+                    session_id=sid,
+                    title=None,
+                    status="active",
+                    message_count=0,
+                    created_at=datetime.now(UTC),
+                )
             )
         cache.mark_end_pending("sess_pending", "APIConnectionError: refused")
     out = run("sessions", "--db", str(db)).stdout
@@ -176,8 +191,15 @@ def test_search(filled: dict[str, str], db: Path) -> None:
     hits = json.loads(run("search", "capital", "--db", str(db), "--json").stdout)
     assert hits and all(h["session_id"] == filled["second"] for h in hits)
     assert set(hits[0]) == {
-        "session_id", "session_title", "entry_id", "type", "role", "created_at", "score",
-        "snippet", "content",
+        "session_id",
+        "session_title",
+        "entry_id",
+        "type",
+        "role",
+        "created_at",
+        "score",
+        "snippet",
+        "content",
     }
     assert hits[0]["session_title"] == "Capital call"
     scoped = json.loads(
@@ -225,8 +247,14 @@ def test_offline_commands_never_write(filled: dict[str, str], db: Path) -> None:
     conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     conn.close()
     before = db.read_bytes()
-    for args in (["sessions"], ["show", filled["first"]], ["search", "letter"],
-                 ["export", filled["first"]], ["stats"], ["check"]):
+    for args in (
+        ["sessions"],
+        ["show", filled["first"]],
+        ["search", "letter"],
+        ["export", filled["first"]],
+        ["stats"],
+        ["check"],
+    ):
         assert run(*args, "--db", str(db)).exit_code == 0, args
     assert db.read_bytes() == before
 
@@ -247,9 +275,7 @@ def test_missing_file_is_one_line_and_not_created(command: str, db: Path) -> Non
     "content", [b"just some text\n", os.urandom(8192), b"SQLite format 3\x00" + os.urandom(4000)]
 )
 @pytest.mark.parametrize("command", ["sessions", "check", "stats"])
-def test_foreign_files_are_reported_and_untouched(
-    content: bytes, command: str, db: Path
-) -> None:
+def test_foreign_files_are_reported_and_untouched(content: bytes, command: str, db: Path) -> None:
     db.write_bytes(content)
     result = run(command, "--db", str(db))
     assert_one_line_error(result, str(db))
@@ -314,13 +340,19 @@ def test_real_subprocess(filled: dict[str, str], db: Path, tmp_path: Path) -> No
     env = {**os.environ, "PYTHONPATH": str(ROOT), "PDFFILLR_SESSIONS_DB": str(db)}
     env.pop("PDFFILLR_API_KEY", None)
     out = subprocess.run(
-        [*_cli_command(), "export", filled["first"]], cwd=ROOT, env=env, capture_output=True,
+        [*_cli_command(), "export", filled["first"]],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
         check=True,
     )
     assert json.loads(out.stdout.splitlines()[0])["content"] == TRICKY
     bad = subprocess.run(
-        [*_cli_command(), "sessions", "--db", str(tmp_path / "missing.db")], cwd=ROOT, env=env,
-        capture_output=True, text=True,
+        [*_cli_command(), "sessions", "--db", str(tmp_path / "missing.db")],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
     )
     assert bad.returncode == 1 and bad.stdout == ""
     assert bad.stderr.startswith("Error: no history cache") and bad.stderr.count("\n") == 1
@@ -330,7 +362,11 @@ def test_emulator_command_serves_until_interrupted() -> None:
     env = {**os.environ, "PYTHONPATH": str(ROOT), "PYTHONUNBUFFERED": "1"}
     proc = subprocess.Popen(
         [sys.executable, "-m", "pdffillr_sessions", "emulator", "--port", "0"],
-        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     try:
         assert proc.stdout is not None
@@ -362,8 +398,13 @@ def test_sync_mirrors_incrementally(
 
     first = json.loads(run("sync", "--db", str(db), "--json").stdout)
     assert first == {
-        "sessions": 3, "new": 3, "changed": 0, "unchanged": 0, "histories_fetched": 1,
-        "entries_added": 2, "not_listed_upstream": 0,
+        "sessions": 3,
+        "new": 3,
+        "changed": 0,
+        "unchanged": 0,
+        "histories_fetched": 1,
+        "entries_added": 2,
+        "not_listed_upstream": 0,
     }
     exported = run("export", a.session_id, "--db", str(db)).stdout.splitlines()
     assert json.loads(exported[0])["content"] == "first message 📄"
@@ -411,8 +452,11 @@ def test_reap_ends_a_session_left_active_by_a_killed_script(
     script.write_text(KILLED_SCRIPT)
     env = {**os.environ, "PYTHONPATH": str(ROOT), "PDFFILLR_API_KEY": KEY}
     proc = subprocess.run(
-        [sys.executable, str(script), emulator.url, str(db)], env=env, capture_output=True,
-        text=True, timeout=30,
+        [sys.executable, str(script), emulator.url, str(db)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=30,
     )
     assert proc.returncode == -signal.SIGKILL, proc.stderr
     sid = proc.stdout.strip()
@@ -466,12 +510,26 @@ def test_reap_marks_a_session_gone_upstream_and_reports_failures(
 
     alive = client.sessions.create("alive")
     with HistoryCache(db, api_key=KEY) as cache:
-        cache.record_opened(SessionInfo(session_id="sess_gone", title="gone", status="active",
-                                        message_count=0, created_at=datetime.now(UTC)))
+        cache.record_opened(
+            SessionInfo(
+                session_id="sess_gone",
+                title="gone",
+                status="active",
+                message_count=0,
+                created_at=datetime.now(UTC),
+            )
+        )
         cache.record_opened(alive)
     with HistoryCache(db, api_key="sk_another_key") as other:
-        other.record_opened(SessionInfo(session_id="sess_other", title=None, status="active",
-                                        message_count=0, created_at=datetime.now(UTC)))
+        other.record_opened(
+            SessionInfo(
+                session_id="sess_other",
+                title=None,
+                status="active",
+                message_count=0,
+                created_at=datetime.now(UTC),
+            )
+        )
     monkeypatch.setenv("PDFFILLR_API_KEY", KEY)
     monkeypatch.setenv("PDFFILLR_BASE_URL", emulator.url)
     emulator.add_fault("400:POST:/end$:times=1")  # the first end (of `alive`) fails
@@ -495,4 +553,3 @@ def test_reap_without_a_cache_file(db: Path, monkeypatch: pytest.MonkeyPatch) ->
     result = run("reap", "--db", str(db))
     assert result.exit_code == 0 and result.stdout.startswith("Nothing to reap")
     assert not db.exists()
-

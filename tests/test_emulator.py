@@ -247,7 +247,9 @@ def test_send_appends_user_and_deterministic_reply(client: httpx.Client) -> None
     assert r.status_code == 200
     entries = r.json()
     assert [(e["type"], e["role"]) for e in entries] == [
-        ("message", "user"), ("message", "assistant")]
+        ("message", "user"),
+        ("message", "assistant"),
+    ]
     assert entries[0]["content"] == "Summarise clause 4"
     assert entries[1]["content"] == assistant_reply("Summarise clause 4")
     sid2 = create(client)["session_id"]
@@ -324,8 +326,9 @@ def test_unknown_route_and_wrong_method(client: httpx.Client) -> None:
 def test_attach_upload_exact_bytes(client: httpx.Client) -> None:
     sid = create(client)["session_id"]
     data = b"%PDF-1.7\r\n--not-a-boundary\r\n\x00\xff" * 100
-    r = client.post(_contract.documents_path(sid),
-                    files={"file": ("q4 report.pdf", data, "application/pdf")})
+    r = client.post(
+        _contract.documents_path(sid), files={"file": ("q4 report.pdf", data, "application/pdf")}
+    )
     assert r.status_code == 200, r.text
     doc, activity = r.json()
     assert doc["type"] == "document" and doc["role"] is None
@@ -344,13 +347,21 @@ def test_attach_url(client: httpx.Client) -> None:
     assert r.status_code == 200
     doc = r.json()[0]["document"]
     assert (doc["source"], doc["url"], doc["filename"]) == (
-        "url", "https://ex.com/a/lease.pdf", "lease.pdf")
+        "url",
+        "https://ex.com/a/lease.pdf",
+        "lease.pdf",
+    )
 
 
 @pytest.mark.parametrize(
     "kwargs",
-    [{"json": {}}, {"json": {"url": "ftp://x/y"}}, {"json": {"url": 3}},
-     {"files": {"other": ("a.txt", b"x")}}, {"content": b"garbage"}],
+    [
+        {"json": {}},
+        {"json": {"url": "ftp://x/y"}},
+        {"json": {"url": 3}},
+        {"files": {"other": ("a.txt", b"x")}},
+        {"content": b"garbage"},
+    ],
 )
 def test_attach_bad_input_is_400(client: httpx.Client, kwargs: dict[str, Any]) -> None:
     sid = create(client)["session_id"]
@@ -367,8 +378,10 @@ def test_attach_on_ended_is_409(client: httpx.Client) -> None:
 
 def test_multipart_parser_requires_closing_boundary() -> None:
     with pytest.raises(ApiError):
-        parse_multipart(b"--b\r\nContent-Disposition: form-data; name=file\r\n\r\nabc",
-                        "multipart/form-data; boundary=b")
+        parse_multipart(
+            b"--b\r\nContent-Disposition: form-data; name=file\r\n\r\nabc",
+            "multipart/form-data; boundary=b",
+        )
 
 
 # -- idempotency ----------------------------------------------------------------------------------
@@ -384,8 +397,7 @@ def test_idempotent_create_send_attach(emu: Emulator, client: httpx.Client) -> N
     sid = first.json()["session_id"]
     for _ in range(2):
         client.post(_contract.messages_path(sid), json={"content": "hi"}, headers=h)
-        client.post(_contract.documents_path(sid), json={"url": "https://e.com/x.pdf"},
-                    headers=h)
+        client.post(_contract.documents_path(sid), json={"url": "https://e.com/x.pdf"}, headers=h)
     assert len(client.get(_contract.messages_path(sid)).json()) == 4  # 2 + 2, not 8
     # Another API key with the same idempotency key acts on its own.
     other = httpx.Client(base_url=emu.url, headers=auth("key-b"))
@@ -398,8 +410,15 @@ def test_idempotent_create_send_attach(emu: Emulator, client: httpx.Client) -> N
 
 
 def test_status_fault_with_headers_does_not_act(emu: Emulator, client: httpx.Client) -> None:
-    emu.add_fault(Fault("status", status=503, method="POST", times=2,
-                        headers={"Retry-After": "2", "retry-after-ms": "1500"}))
+    emu.add_fault(
+        Fault(
+            "status",
+            status=503,
+            method="POST",
+            times=2,
+            headers={"Retry-After": "2", "retry-after-ms": "1500"},
+        )
+    )
     for _ in range(2):
         r = client.post(SESSIONS, json={})
         assert r.status_code == 503 and error_type(r) == "overloaded"
@@ -462,14 +481,20 @@ def test_truncate_fault_acts_and_cuts_body(emu: Emulator, client: httpx.Client) 
     # Raw check: full Content-Length announced, fewer bytes sent.
     emu.add_fault(Fault("truncate", keep=5))
     with socket.create_connection(("127.0.0.1", emu.port)) as s:
-        s.sendall(f"GET {SESSIONS} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer key-a\r\n\r\n"
-                  .encode())
+        s.sendall(
+            f"GET {SESSIONS} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer key-a\r\n\r\n".encode()
+        )
         data = b""
         while chunk := s.recv(65536):
             data += chunk
     head, _, body = data.partition(b"\r\n\r\n")
-    length = int(next(line.split(b":")[1] for line in head.split(b"\r\n")
-                      if line.lower().startswith(b"content-length")))
+    length = int(
+        next(
+            line.split(b":")[1]
+            for line in head.split(b"\r\n")
+            if line.lower().startswith(b"content-length")
+        )
+    )
     assert len(body) == 5 < length
 
 
@@ -501,7 +526,12 @@ def test_random_faults_are_seeded_and_counted() -> None:
 def test_fault_spec_parsing() -> None:
     f = Fault.parse("503:POST:/v1/sdk/chat/sessions$:times=2:retry-after=1")
     assert (f.action, f.status, f.method, f.path, f.times) == (
-        "status", 503, "POST", "/v1/sdk/chat/sessions$", 2)
+        "status",
+        503,
+        "POST",
+        "/v1/sdk/chat/sessions$",
+        2,
+    )
     assert f.headers == {"Retry-After": "1"}
     assert Fault.parse("delay:*::seconds=0.5").seconds == 0.5
     assert Fault.parse("drop_after:POST:/messages$").matches("POST", "/v1/x/messages")
@@ -548,8 +578,14 @@ def test_default_dialect_is_canonical(client: httpx.Client) -> None:
 
 
 def test_dialect_switches() -> None:
-    d = Dialect(create_status=201, list_envelope=True, extra_fields=True, offset_timestamps=True,
-                end_status=204, end_ended="409")
+    d = Dialect(
+        create_status=201,
+        list_envelope=True,
+        extra_fields=True,
+        offset_timestamps=True,
+        end_status=204,
+        end_ended="409",
+    )
     with Emulator(dialect=d) as emu:
         c = httpx.Client(base_url=emu.url, headers=auth())
         r = c.post(SESSIONS, json={})
@@ -578,7 +614,7 @@ def _raw_exchange(emu: Emulator) -> bytes:
     with socket.create_connection(("127.0.0.1", emu.port)) as s:
         s.sendall(
             f"POST {SESSIONS} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer k\r\n"
-            f"Content-Length: 13\r\n\r\n{{\"title\":\"t\"}}".encode()
+            f'Content-Length: 13\r\n\r\n{{"title":"t"}}'.encode()
         )
         time.sleep(0.05)
         s.sendall(
@@ -614,9 +650,21 @@ def test_module_runs_and_stops_on_signal(sig: signal.Signals) -> None:
     port = _free_port()
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "pdffillr_sessions.emulator", "--port", str(port),
-         "--deterministic", "--fault", "503:POST::times=1"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=ROOT,
+        [
+            sys.executable,
+            "-m",
+            "pdffillr_sessions.emulator",
+            "--port",
+            str(port),
+            "--deterministic",
+            "--fault",
+            "503:POST::times=1",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+        cwd=ROOT,
     )
     try:
         assert proc.stdout is not None
@@ -640,7 +688,10 @@ def test_module_runs_and_stops_on_signal(sig: signal.Signals) -> None:
 def test_module_rejects_bad_fault_spec() -> None:
     r = subprocess.run(
         [sys.executable, "-m", "pdffillr_sessions.emulator", "--port", "0", "--fault", "nope"],
-        capture_output=True, text=True, cwd=ROOT, timeout=10,
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=10,
         env={**os.environ, "PYTHONPATH": str(ROOT)},
     )
     assert r.returncode == 2 and "nope" in r.stderr
@@ -652,11 +703,14 @@ def test_vcr_cassettes_recorded_twice_are_identical(tmp_path: Path) -> None:
 
     def record(name: str) -> bytes:
         path = tmp_path / name
-        with Emulator(port=port, deterministic=True) as emu, \
-                vcr.use_cassette(str(path), record_mode="all"), \
-                httpx.Client(base_url=emu.url, headers=auth()) as c:
-            sid = c.post(SESSIONS, json={"title": "t"},
-                         headers={_contract.IDEMPOTENCY_HEADER: "i"}).json()["session_id"]
+        with (
+            Emulator(port=port, deterministic=True) as emu,
+            vcr.use_cassette(str(path), record_mode="all"),
+            httpx.Client(base_url=emu.url, headers=auth()) as c,
+        ):
+            sid = c.post(
+                SESSIONS, json={"title": "t"}, headers={_contract.IDEMPOTENCY_HEADER: "i"}
+            ).json()["session_id"]
             c.post(_contract.messages_path(sid), json={"content": "hi 😀"})
             c.post(_contract.end_path(sid))
             c.get(SESSIONS)

@@ -315,3 +315,22 @@ def test_sigkill_inside_the_block_leaves_a_pending_end(emulator: Emulator, db: P
     with HistoryCache(db) as cache:
         assert [p.session_id for p in cache.pending_ends()] == [session_id]
         assert len(cache.history(session_id)) == 2
+
+
+def test_the_cached_message_count_follows_the_mirrored_history(
+    client: PdffillrClient, emulator: Emulator, db: Path
+) -> None:
+    with Session(client, cache=db) as s:
+        s.send("one")
+        with HistoryCache(db) as cache:
+            row = cache.session(s.session_id)
+            assert row is not None and row.message_count == row.entry_count == 2
+        s.send("two")
+    with HistoryCache(db) as cache:
+        row = cache.session(s.session_id)
+        assert row is not None
+        assert (
+            row.message_count
+            == row.entry_count
+            == upstream(emulator, s.session_id)["message_count"]
+        )

@@ -42,8 +42,15 @@ def serve_forever_cli(
     """Serve until Ctrl-C, SIGTERM or ``stop_event``; returns the exit status (0)."""
     parsed = [Fault.parse(f) if isinstance(f, str) else f for f in faults]
     emu = Emulator(
-        port, host, valid_keys=valid_keys, dialect=dialect, deterministic=deterministic,
-        faults=parsed, fault_rate=fault_rate, seed=seed, fault_kinds=fault_kinds,
+        port,
+        host,
+        valid_keys=valid_keys,
+        dialect=dialect,
+        deterministic=deterministic,
+        faults=parsed,
+        fault_rate=fault_rate,
+        seed=seed,
+        fault_kinds=fault_kinds,
     )
     done = stop_event or threading.Event()
     previous = None
@@ -78,19 +85,36 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--port", type=int, default=DEFAULT_PORT, help="0 picks a free port")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--fault", action="append", default=[], metavar="SPEC", help=FAULT_HELP)
-    parser.add_argument("--fault-rate", type=float, default=0.0,
-                        help="probability of a random fault per /v1 request")
+    parser.add_argument(
+        "--fault-rate",
+        type=float,
+        default=0.0,
+        help="probability of a random fault per /v1 request",
+    )
     parser.add_argument("--seed", type=int, default=None, help="seed of the random faults")
-    parser.add_argument("--deterministic", action="store_true",
-                        help="fixed clock from 2026-01-01T00:00:00Z and counter ids")
-    parser.add_argument("--key", action="append", default=None, metavar="API_KEY",
-                        help="accept only these API keys (repeatable; default: any key)")
+    parser.add_argument(
+        "--deterministic",
+        action="store_true",
+        help="fixed clock from 2026-01-01T00:00:00Z and counter ids",
+    )
+    parser.add_argument(
+        "--key",
+        action="append",
+        default=None,
+        metavar="API_KEY",
+        help="accept only these API keys (repeatable; default: any key)",
+    )
     args = parser.parse_args(argv)
     try:
         faults = [Fault.parse(s) for s in args.fault]
         return serve_forever_cli(
-            args.port, args.host, faults, fault_rate=args.fault_rate, seed=args.seed,
-            deterministic=args.deterministic, valid_keys=args.key,
+            args.port,
+            args.host,
+            faults,
+            fault_rate=args.fault_rate,
+            seed=args.seed,
+            deterministic=args.deterministic,
+            valid_keys=args.key,
         )
     except (FaultSpecError, ValueError) as exc:
         parser.error(str(exc))

@@ -88,8 +88,11 @@ class Fault:
             raise FaultSpecError(f"bad path regex {path!r}: {exc}") from None
 
     def __repr__(self) -> str:
-        fields = ", ".join(f"{k}={v!r}" for k, v in self.to_dict().items()
-                           if v not in (None, {}, 0.0) or k == "times")
+        fields = ", ".join(
+            f"{k}={v!r}"
+            for k, v in self.to_dict().items()
+            if v not in (None, {}, 0.0) or k == "times"
+        )
         return f"Fault({fields})"
 
     def matches(self, method: str, raw_path: str) -> bool:
@@ -109,9 +112,15 @@ class Fault:
     def to_dict(self) -> dict[str, Any]:
         body = self.body.decode("utf-8", "replace") if isinstance(self.body, bytes) else self.body
         return {
-            "action": self.action, "status": self.status, "method": self.method,
-            "path": self.path, "times": self.times, "headers": dict(self.headers),
-            "body": body, "content_type": self.content_type, "seconds": self.seconds,
+            "action": self.action,
+            "status": self.status,
+            "method": self.method,
+            "path": self.path,
+            "times": self.times,
+            "headers": dict(self.headers),
+            "body": body,
+            "content_type": self.content_type,
+            "seconds": self.seconds,
             "keep": self.keep,
         }
 
@@ -122,8 +131,18 @@ class Fault:
             raise FaultSpecError("a fault must be a JSON object")
         if "spec" in data:
             return cls.parse(str(data["spec"]))
-        known = {"action", "status", "method", "path", "times", "headers", "body",
-                 "content_type", "seconds", "keep"}
+        known = {
+            "action",
+            "status",
+            "method",
+            "path",
+            "times",
+            "headers",
+            "body",
+            "content_type",
+            "seconds",
+            "keep",
+        }
         unknown = set(data) - known
         if unknown:
             raise FaultSpecError(f"unknown fault fields: {', '.join(sorted(unknown))}")

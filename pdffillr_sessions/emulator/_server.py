@@ -46,7 +46,13 @@ logger = logging.getLogger("pdffillr_sessions.emulator")
 
 CONTROL_PREFIX = "/_emulator"
 DEFAULT_FAULT_KINDS: tuple[str, ...] = (
-    "503", "429", "500", "502", "drop_before", "drop_after", "truncate",
+    "503",
+    "429",
+    "500",
+    "502",
+    "drop_before",
+    "drop_after",
+    "truncate",
 )
 MAX_BODY_BYTES = 64 * 1024 * 1024
 _BASE_SEGMENTS = _contract.SESSIONS_PATH.strip("/").split("/")
@@ -100,7 +106,7 @@ def parse_multipart(body: bytes, content_type: str) -> list[_Part]:
         line_end = chunk.find(b"\r\n")
         if line_end < 0:
             raise ApiError(400, "malformed multipart body")
-        chunk = chunk[line_end + 2:]
+        chunk = chunk[line_end + 2 :]
         head_end = chunk.find(b"\r\n\r\n")
         if head_end < 0:
             if chunk.startswith(b"\r\n"):  # a part without headers
@@ -108,16 +114,18 @@ def parse_multipart(body: bytes, content_type: str) -> list[_Part]:
             else:
                 raise ApiError(400, "malformed multipart part headers")
         else:
-            head, data = chunk[:head_end], chunk[head_end + 4:]
+            head, data = chunk[:head_end], chunk[head_end + 4 :]
         headers = BytesHeaderParser().parsebytes(head + b"\r\n\r\n")
         name = headers.get_param("name", header="content-disposition")
         filename = headers.get_filename()
-        parts.append(_Part(
-            name=name if isinstance(name, str) else None,
-            filename=filename,
-            content_type=headers.get("content-type"),
-            data=data,
-        ))
+        parts.append(
+            _Part(
+                name=name if isinstance(name, str) else None,
+                filename=filename,
+                content_type=headers.get("content-type"),
+                data=data,
+            )
+        )
     else:
         raise ApiError(400, "malformed multipart body: no closing boundary")
     return parts
@@ -162,8 +170,10 @@ class _Server(ThreadingHTTPServer):
 
     def process_request(self, request: Any, client_address: Any) -> None:
         t = threading.Thread(
-            target=self.process_request_thread, args=(request, client_address),
-            name="pdffillr-emulator-conn", daemon=True,
+            target=self.process_request_thread,
+            args=(request, client_address),
+            name="pdffillr-emulator-conn",
+            daemon=True,
         )
         with self._conn_lock:
             self._connections.add(request)
@@ -216,8 +226,11 @@ class _Handler(BaseHTTPRequestHandler):
     def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
         """Protocol errors from the stdlib parser, as our JSON envelope in one write."""
         self.close_connection = True
-        self._send(code, dumps(error_body(code, message or explain or "Bad request")),
-                   request_id=self.server.emulator._new_request_id())
+        self._send(
+            code,
+            dumps(error_body(code, message or explain or "Bad request")),
+            request_id=self.server.emulator._new_request_id(),
+        )
 
     # Every method goes through one dispatcher.
     def do_GET(self) -> None:
@@ -239,10 +252,12 @@ class _Handler(BaseHTTPRequestHandler):
     ) -> None:
         reason = self.responses.get(status, ("",))[0]
         # Deterministic mode: a fixed Date, so that recorded cassettes are byte-identical.
-        date = (_FIXED_DATE if self.server.emulator.deterministic
-                else self.date_time_string())
-        lines = [f"HTTP/1.1 {status} {reason}".rstrip(), f"Date: {date}",
-                 f"Server: {self.server_version}"]
+        date = _FIXED_DATE if self.server.emulator.deterministic else self.date_time_string()
+        lines = [
+            f"HTTP/1.1 {status} {reason}".rstrip(),
+            f"Date: {date}",
+            f"Server: {self.server_version}",
+        ]
         no_body = status == 204 or 100 <= status < 200 or status == 304
         if no_body:
             body = b""
@@ -266,8 +281,9 @@ class _Handler(BaseHTTPRequestHandler):
         self.close_connection = True
         if reset:
             with contextlib.suppress(OSError):
-                self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER,
-                                           struct.pack("ii", 1, 0))
+                self.connection.setsockopt(
+                    socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0)
+                )
             self.server.mark_reset(self.connection)
 
     def _read_body(self) -> bytes:
@@ -325,9 +341,18 @@ class _Handler(BaseHTTPRequestHandler):
         kind = fault.kind if fault else None
 
         def record(status: int | None, replayed: bool = False) -> None:
-            emu._record(RequestRecord(method, raw_path, idem, status, kind,
-                                      request_id if status is not None else None,
-                                      replayed, scope))
+            emu._record(
+                RequestRecord(
+                    method,
+                    raw_path,
+                    idem,
+                    status,
+                    kind,
+                    request_id if status is not None else None,
+                    replayed,
+                    scope,
+                )
+            )
 
         if fault is not None and fault.action == "drop_before":
             self._abort(reset=True)
@@ -372,8 +397,13 @@ class _Handler(BaseHTTPRequestHandler):
             body = fault.body.encode("utf-8") if isinstance(fault.body, str) else fault.body
             default = "text/html" if body.lstrip().startswith(b"<") else "text/plain"
             ctype = fault.content_type or default
-        self._send(fault.status, body, request_id=request_id,
-                   headers=list(fault.headers.items()), content_type=ctype)
+        self._send(
+            fault.status,
+            body,
+            request_id=request_id,
+            headers=list(fault.headers.items()),
+            content_type=ctype,
+        )
 
     def _dispatch(
         self, method: str, raw_path: str, api_key: str | None, idem: str | None, body: bytes
@@ -384,17 +414,21 @@ class _Handler(BaseHTTPRequestHandler):
         if not (raw_path == "/v1" or raw_path.startswith("/v1/")):
             return StoredResponse(404, error_body(404, f"Unknown route {raw_path}")), False
         if api_key is None or not emu._key_ok(api_key):
-            return StoredResponse(401, ApiError(
-                401, "Missing or invalid API key: send 'Authorization: Bearer <key>'.").body()), \
-                False
+            return StoredResponse(
+                401,
+                ApiError(
+                    401, "Missing or invalid API key: send 'Authorization: Bearer <key>'."
+                ).body(),
+            ), False
         route = _route(raw_path)
         if route is None:
             return StoredResponse(404, error_body(404, f"Unknown route {raw_path}")), False
         name, session_id = route
         allowed = _ROUTE_METHODS[name]
         if method not in allowed:
-            return StoredResponse(405, error_body(
-                405, f"Method {method} not allowed on {raw_path}")), False
+            return StoredResponse(
+                405, error_body(405, f"Method {method} not allowed on {raw_path}")
+            ), False
 
         def run(fn: Callable[[], StoredResponse]) -> StoredResponse:
             try:
@@ -405,17 +439,21 @@ class _Handler(BaseHTTPRequestHandler):
         key = api_key
         sid = session_id or ""
         if name == "collection" and method == "GET":
-            return run(lambda: StoredResponse(
-                200, dialect.wrap_list(state.list_sessions(key)))), False
+            return run(
+                lambda: StoredResponse(200, dialect.wrap_list(state.list_sessions(key)))
+            ), False
         if name == "messages" and method == "GET":
-            return run(lambda: StoredResponse(
-                200, dialect.wrap_list(state.history(key, sid)))), False
+            return run(
+                lambda: StoredResponse(200, dialect.wrap_list(state.history(key, sid)))
+            ), False
         if name == "end":
+
             def end() -> StoredResponse:
                 session = state.end(key, sid)
                 if dialect.end_status == 204:
                     return StoredResponse(204, None)
                 return StoredResponse(200, session)
+
             return run(end), False
 
         actions: dict[str, Callable[[], StoredResponse]] = {
@@ -454,9 +492,12 @@ class _Handler(BaseHTTPRequestHandler):
             part = files[0]
             filename = part.filename or "upload"
             entries = state.attach(
-                api_key, session_id, filename=filename,
+                api_key,
+                session_id,
+                filename=filename,
                 content_type=part.content_type or "application/octet-stream",
-                size_bytes=len(part.data), source="upload",
+                size_bytes=len(part.data),
+                source="upload",
             )
         else:
             data = _json_object(body)
@@ -467,8 +508,13 @@ class _Handler(BaseHTTPRequestHandler):
             filename = unquote(urlsplit(url).path.rsplit("/", 1)[-1]) or "document"
             guessed = mimetypes.guess_type(filename)[0] or "application/octet-stream"
             entries = state.attach(
-                api_key, session_id, filename=filename, content_type=guessed,
-                size_bytes=None, source="url", url=url,
+                api_key,
+                session_id,
+                filename=filename,
+                content_type=guessed,
+                size_bytes=None,
+                source="url",
+                url=url,
             )
         return StoredResponse(state.dialect.append_status, state.dialect.wrap_list(entries))
 
@@ -479,7 +525,7 @@ class _Handler(BaseHTTPRequestHandler):
         request_id = "req_emulator_control"  # never consumes the /v1 request-id counter
         try:
             body = self._read_body()
-            status, payload = _control_route(emu, method, raw_path[len(CONTROL_PREFIX):], body)
+            status, payload = _control_route(emu, method, raw_path[len(CONTROL_PREFIX) :], body)
         except ApiError as exc:
             status, payload = exc.status, exc.body()
         self._send(status, dumps(payload), request_id=request_id)
@@ -565,7 +611,7 @@ def _control_route(emu: Emulator, method: str, sub: str, body: bytes) -> tuple[i
                 elif isinstance(data, dict):
                     faults = [Fault.from_dict(data)]
                 else:
-                    raise FaultSpecError("send a fault object, a list, or {\"specs\": [...]}")
+                    raise FaultSpecError('send a fault object, a list, or {"specs": [...]}')
             except FaultSpecError as exc:
                 raise ApiError(400, str(exc)) from None
             emu.add_faults(faults)
@@ -647,8 +693,10 @@ class Emulator:
         self._stopping.clear()
         self._server = _Server((self.host, self._requested_port), self)
         self._thread = threading.Thread(
-            target=self._server.serve_until, args=(self._stopping,),
-            name="pdffillr-emulator", daemon=True,
+            target=self._server.serve_until,
+            args=(self._stopping,),
+            name="pdffillr-emulator",
+            daemon=True,
         )
         self._thread.start()
         logger.debug("emulator listening on %s", self.url)
@@ -728,8 +776,12 @@ class Emulator:
                         del self._faults[i]
                     chosen = f
                     break
-            if (chosen is None and self.fault_rate and self.fault_kinds
-                    and self._rng.random() < self.fault_rate):
+            if (
+                chosen is None
+                and self.fault_rate
+                and self.fault_kinds
+                and self._rng.random() < self.fault_rate
+            ):
                 chosen = _kind_to_fault(self._rng.choice(self.fault_kinds))
             if chosen is not None:
                 self._faults_injected += 1

@@ -273,7 +273,10 @@ class ServiceState:
             while sid in self._sessions:  # pragma: no cover - random collision
                 sid = self.new_id("sess")
             s = _Session(
-                session_id=sid, api_key=api_key, title=title, created_at=self.now(),
+                session_id=sid,
+                api_key=api_key,
+                title=title,
+                created_at=self.now(),
                 seq=next(self._seq),
             )
             self._sessions[sid] = s
@@ -320,10 +323,15 @@ class ServiceState:
             self._require_active(s)
             if not isinstance(content, str) or not content:
                 raise ApiError(400, "Field 'content' must be a non-empty string.")
-            user = self._append(s, _Entry(self.new_id("msg"), "message", "user", content,
-                                          self.now()))
-            reply = self._append(s, _Entry(self.new_id("msg"), "message", "assistant",
-                                           assistant_reply(content), self.now()))
+            user = self._append(
+                s, _Entry(self.new_id("msg"), "message", "user", content, self.now())
+            )
+            reply = self._append(
+                s,
+                _Entry(
+                    self.new_id("msg"), "message", "assistant", assistant_reply(content), self.now()
+                ),
+            )
             return [self._render_entry(user), self._render_entry(reply)]
 
     def attach(
@@ -350,14 +358,28 @@ class ServiceState:
                 "url": url,
             }
             size = "unknown size" if size_bytes is None else f"{size_bytes} bytes"
-            doc_entry = self._append(s, _Entry(
-                self.new_id("ent"), "document", None, f"Attached {filename} ({size})",
-                self.now(), {"document": document},
-            ))
-            activity = self._append(s, _Entry(
-                self.new_id("ent"), "activity", None, f"Processed {filename}", self.now(),
-                {"event": "document.processed"},
-            ))
+            doc_entry = self._append(
+                s,
+                _Entry(
+                    self.new_id("ent"),
+                    "document",
+                    None,
+                    f"Attached {filename} ({size})",
+                    self.now(),
+                    {"document": document},
+                ),
+            )
+            activity = self._append(
+                s,
+                _Entry(
+                    self.new_id("ent"),
+                    "activity",
+                    None,
+                    f"Processed {filename}",
+                    self.now(),
+                    {"event": "document.processed"},
+                ),
+            )
             return [self._render_entry(doc_entry), self._render_entry(activity)]
 
     # -- idempotency ---------------------------------------------------------------------------
@@ -392,8 +414,7 @@ class ServiceState:
 
     def counts(self) -> dict[str, int]:
         with self.lock:
-            active = sum(1 for s in self._sessions.values()
-                         if s.status == _contract.STATUS_ACTIVE)
+            active = sum(1 for s in self._sessions.values() if s.status == _contract.STATUS_ACTIVE)
             return {
                 "sessions_created": self.sessions_created,
                 "sessions_ended": self.sessions_ended,
