@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from pdffillr_sessions.emulator import Emulator, Fault
 
 from pdffillr_sessions import (
     APIConnectionError,
@@ -27,6 +26,7 @@ from pdffillr_sessions import (
     SessionEndedError,
     SessionStateError,
 )
+from pdffillr_sessions.emulator import Emulator, Fault
 
 KEY = "sk_session_tests_SECRET_9f8e7d"
 ROOT = Path(__file__).resolve().parent.parent
