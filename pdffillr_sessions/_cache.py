@@ -371,8 +371,12 @@ def _session_from_row(row: Sequence[Any]) -> CachedSession:
 
 
 def _fts_query(query: str) -> str:
-    """Every whitespace-separated token as a quoted FTS5 string: no user syntax survives."""
-    tokens = [t for t in query.split() if any(ch.isalnum() for ch in t)]
+    """Every whitespace-separated token as a quoted FTS5 string: no user syntax survives.
+
+    NUL separates tokens too: SQLite reads an FTS5 query as a C string, so a NUL inside a quoted
+    token would cut it short ("unterminated string").
+    """
+    tokens = [t for t in query.replace("\x00", " ").split() if any(ch.isalnum() for ch in t)]
     return " ".join('"' + t.replace('"', '""') + '"' for t in tokens)
 
 

@@ -70,6 +70,13 @@ def _validate_session_id(session_id: object) -> str:
     return session_id
 
 
+def validate_title(title: object) -> str | None:
+    """A title is a string or None; anything else is refused before any request or write."""
+    if title is not None and not isinstance(title, str):
+        raise InvalidInputError(f"title must be a string or None, got {type(title).__name__}")
+    return title
+
+
 def new_idempotency_key() -> str:
     """A fresh key for one logical non-idempotent call."""
     return f"pfs_{uuid.uuid4().hex}"
@@ -254,9 +261,7 @@ class SessionsResource:
         Pass ``idempotency_key`` to make the create replayable: the same key gives back the same
         session instead of a second one (``Session`` records it before sending, for recovery).
         """
-        if title is not None and not isinstance(title, str):
-            raise InvalidInputError(f"title must be a string or None, got {type(title).__name__}")
-        body = {} if title is None else {"title": title}
+        body = {} if validate_title(title) is None else {"title": title}
         response = self._client.request(
             "POST",
             _contract.SESSIONS_PATH,

@@ -19,7 +19,7 @@ from typing import IO, TYPE_CHECKING, Any, Literal
 
 import attrs
 
-from ._client import PdffillrClient, new_idempotency_key
+from ._client import PdffillrClient, new_idempotency_key, validate_title
 from ._exceptions import (
     APIConnectionError,
     ConfigurationError,
@@ -84,7 +84,7 @@ class Session:
         cache: HistoryCache | str | os.PathLike[str] | bool | None = None,
     ) -> None:
         self._client = client
-        self._title = title
+        self._title = validate_title(title)
         self._cache_arg = cache
         self._cache: HistoryCache | None = None
         self._owns_cache = False
