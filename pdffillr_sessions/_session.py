@@ -211,6 +211,7 @@ class Session:
     def _finish(self, block_exc: BaseException | None) -> None:
         """Mirror the final history (best effort), end the session, record the outcome."""
         self._state = _CLOSED  # no more sends, whatever happens below
+        interrupted: BaseException | None = None
         if self._cache is not None:
             try:
                 self._mirror(self._client.sessions.messages(self.session_id))
@@ -218,6 +219,8 @@ class Session:
                 logger.warning(
                     "could not mirror the final history of session %s: %s", self.session_id, exc
                 )
+            except BaseException as exc:  # a second Ctrl-C: give up the mirror, never the end
+                interrupted = exc
         try:
             self._client.sessions.end(self.session_id)
         except BaseException as end_exc:
@@ -243,6 +246,8 @@ class Session:
             return
         self._info = attrs.evolve(self.info, status="ended")
         self._cache_write("mark the session ended", lambda c: c.mark_ended(self.session_id))
+        if interrupted is not None and block_exc is None:
+            raise interrupted
 
     # -- operations -----------------------------------------------------------------------------
 

@@ -334,3 +334,17 @@ def test_the_cached_message_count_follows_the_mirrored_history(
             == row.entry_count
             == upstream(emulator, s.session_id)["message_count"]
         )
+
+
+def test_an_interrupt_during_the_final_mirror_still_ends_the_session(
+    client: PdffillrClient, emulator: Emulator, db: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def interrupted(session_id: str) -> list[Any]:
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt), Session(client, cache=db) as s:
+        s.send("hello")
+        monkeypatch.setattr(client.sessions, "messages", interrupted)
+    assert upstream(emulator, s.session_id)["status"] == "ended"
+    with HistoryCache(db) as cache:
+        assert cache.pending_ends() == []
