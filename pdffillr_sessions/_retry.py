@@ -7,12 +7,13 @@ async twin can run the very same functions in ``AsyncRetrying``. Nothing here se
 
 from __future__ import annotations
 
+import asyncio
 import email.utils
 import logging
 import random
 import time
-from collections.abc import Callable, Mapping
-from typing import TypeVar
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any, TypeVar
 
 import attrs
 import tenacity
@@ -122,23 +123,22 @@ def wait_before_retry(
     return backoff_delay(retry_number, policy, rand)
 
 
-def run_with_retries(
-    call: Callable[[int], T],
+def tenacity_controls(
     *,
     policy: RetryPolicy,
     max_retries: int,
     describe: str,
-    sleep: Callable[[float], None] = time.sleep,
     deadline: float | None = None,
     clock: Callable[[], float] = time.monotonic,
     rand: Callable[[], float] = random.random,
-) -> T:
-    """Run ``call(attempt_number)`` until it succeeds or a decision says stop.
+) -> dict[str, Any]:
+    """The keyword arguments of a tenacity ``Retrying`` / ``AsyncRetrying`` that apply our
+    decisions: shared by the sync and async loops, which only differ in how they sleep.
 
-    At most ``max_retries`` retries follow the first attempt.
-    ``deadline`` is an absolute ``clock()`` value: no retry is scheduled whose wait would end
-    past it. Every scheduled retry is logged on the ``pdffillr_sessions`` logger at WARNING.
-    The last error is raised as itself (never wrapped in tenacity's ``RetryError``).
+    At most ``max_retries`` retries follow the first attempt. ``deadline`` is an absolute
+    ``clock()`` value: no retry is scheduled whose wait would end past it. Every scheduled retry
+    is logged on the ``pdffillr_sessions`` logger at WARNING. The last error is raised as itself
+    (never wrapped in tenacity's ``RetryError``).
     """
 
     def wait(state: tenacity.RetryCallState) -> float:
@@ -164,17 +164,39 @@ def run_with_retries(
             state.upcoming_sleep,
         )
 
-    retrying = tenacity.Retrying(
-        retry=tenacity.retry_if_exception(lambda e: is_retryable(e, policy)),
-        wait=wait,
-        stop=stop,
-        sleep=sleep,
-        before_sleep=log_retry,
-        reraise=True,
-    )
-    for attempt in retrying:
+    return {
+        "retry": tenacity.retry_if_exception(lambda e: is_retryable(e, policy)),
+        "wait": wait,
+        "stop": stop,
+        "before_sleep": log_retry,
+        "reraise": True,
+    }
+
+
+def run_with_retries(
+    call: Callable[[int], T],
+    *,
+    sleep: Callable[[float], None] = time.sleep,
+    **controls: Any,
+) -> T:
+    """Run ``call(attempt_number)`` until it succeeds or a decision says stop (see
+    ``tenacity_controls`` for the keyword arguments)."""
+    for attempt in tenacity.Retrying(sleep=sleep, **tenacity_controls(**controls)):
         with attempt:
             return call(attempt.retry_state.attempt_number)
+    raise AssertionError("unreachable: tenacity ended without an outcome")  # pragma: no cover
+
+
+async def run_with_retries_async(
+    call: Callable[[int], Awaitable[T]],
+    *,
+    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    **controls: Any,
+) -> T:
+    """The async twin of ``run_with_retries``: the same decisions, an awaited sleep."""
+    async for attempt in tenacity.AsyncRetrying(sleep=sleep, **tenacity_controls(**controls)):
+        with attempt:
+            return await call(attempt.retry_state.attempt_number)
     raise AssertionError("unreachable: tenacity ended without an outcome")  # pragma: no cover
 
 

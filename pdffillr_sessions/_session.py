@@ -19,7 +19,8 @@ from typing import IO, TYPE_CHECKING, Any, Literal
 
 import attrs
 
-from ._client import PdffillrClient, new_idempotency_key, validate_title
+from ._base import new_idempotency_key, validate_title
+from ._client import PdffillrClient
 from ._exceptions import (
     APIConnectionError,
     ConfigurationError,
