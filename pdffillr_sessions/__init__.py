@@ -34,11 +34,13 @@ from ._models import HistoryEntry, SessionInfo
 from ._version import __version__
 
 if TYPE_CHECKING:
+    from ._async_client import AsyncPdffillrClient
     from ._cache import HistoryCache
     from ._client import PdffillrClient, RetryPolicy, Timeout
     from ._session import Session
 
 _LAZY = {
+    "AsyncPdffillrClient": "._async_client",
     "PdffillrClient": "._client",
     "RetryPolicy": "._client",
     "Timeout": "._client",
@@ -50,6 +52,7 @@ __all__ = [
     "APIConnectionError",
     "APIStatusError",
     "APITimeoutError",
+    "AsyncPdffillrClient",
     "AuthenticationError",
     "BadRequestError",
     "CacheError",
