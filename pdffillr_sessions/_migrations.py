@@ -96,6 +96,13 @@ def m001_initial_schema(db: Any) -> None:
         db.execute(statement)
 
 
+@migrations()
+def m002_opened_by(db: Any) -> None:
+    """Which process opened a session: ``reap`` leaves a session alone while its opener runs."""
+    db.execute("ALTER TABLE sessions ADD COLUMN opened_pid INTEGER")
+    db.execute("ALTER TABLE sessions ADD COLUMN opened_host TEXT")
+
+
 def names() -> list[str]:
     """The names of every migration this version knows, in order."""
     return [m.name for m in migrations._migrations]

@@ -534,7 +534,11 @@ def test_reap_marks_a_session_gone_upstream_and_reports_failures(
     monkeypatch.setenv("PDFFILLR_BASE_URL", emulator.url)
     emulator.add_fault("400:POST:/end$:times=1")  # the first end (of `alive`) fails
 
-    failed = run("reap", "--db", str(db), "--older-than", "0", "--json")
+    # Both were recorded as opened by this (running) test process: live, left alone.
+    live = json.loads(run("reap", "--db", str(db), "--older-than", "0", "--json").stdout)
+    assert [(r["action"], r["live"]) for r in live["results"]] == [("skipped", True)] * 2
+    assert emulator.stats["requests"] == 1  # the create above, nothing else
+    failed = run("reap", "--db", str(db), "--older-than", "0", "--include-live", "--json")
     assert failed.exit_code == 1
     actions = {r["session_id"]: r["action"] for r in json.loads(failed.stdout)["results"]}
     assert actions == {"sess_gone": "gone", alive.session_id: "failed"}
