@@ -187,8 +187,8 @@ def test_crash_window(emulator: Emulator, tmp_path: Path, window: str) -> None:
     with HistoryCache(db, api_key=KEY) as cache:
         assert cache.pending_ends() == [] and cache.create_intents() == []
         for s in upstream:
-            row = cache.session(s["session_id"])
-            assert row is not None and row.local_state == "ended" and row.status == "ended"
+            after = cache.session(s["session_id"])
+            assert after is not None and after.local_state == "ended" and after.status == "ended"
             cached = [dict(e.raw) for e in cache.history(s["session_id"])]
             assert cached == emulator.history(KEY, s["session_id"])
         assert cache.integrity_check() == []
