@@ -190,6 +190,9 @@ class CreateIntent:
     idempotency_key: str
     title: str | None
     recorded_at: datetime
+    #: The process that recorded it (None for intents cached before ``m002_opened_by``).
+    opened_pid: int | None = None
+    opened_host: str | None = None
 
 
 @attrs.frozen(kw_only=True)
@@ -636,9 +639,21 @@ class HistoryCache:
         scope = self._writable_scope()
         with self._write_txn() as conn:
             conn.execute(
-                "INSERT INTO create_intents (scope, idempotency_key, title, recorded_at) "
-                "VALUES (?, ?, ?, ?) ON CONFLICT (scope, idempotency_key) DO NOTHING",
-                (scope, idempotency_key, title, _now()),
+                "INSERT INTO create_intents (scope, idempotency_key, title, recorded_at, "
+                "opened_pid, opened_host) VALUES (?, ?, ?, ?, ?, ?) "
+                "ON CONFLICT (scope, idempotency_key) DO NOTHING",
+                (scope, idempotency_key, title, _now(), os.getpid(), socket.gethostname()),
+            )
+
+    def abandon_create_intent(self, idempotency_key: str) -> None:
+        """The create failed for good and its block exited: no running process owns the intent
+        any more (``reap`` then treats it by age alone, like any other leftover)."""
+        scope = self._writable_scope()
+        with self._write_txn() as conn:
+            conn.execute(
+                "UPDATE create_intents SET opened_pid = NULL, opened_host = NULL "
+                "WHERE scope = ? AND idempotency_key = ?",
+                (scope, idempotency_key),
             )
 
     def forget_create_intent(self, idempotency_key: str) -> bool:
@@ -655,12 +670,20 @@ class HistoryCache:
         where, args = self._scope_filter()
         with self._lock:
             rows = self._conn.execute(
-                "SELECT scope, idempotency_key, title, recorded_at FROM create_intents "
+                "SELECT scope, idempotency_key, title, recorded_at, opened_pid, opened_host "
+                "FROM create_intents "
                 f"WHERE {where} ORDER BY recorded_at, idempotency_key",
                 args,
             ).fetchall()
         return [
-            CreateIntent(scope=r[0], idempotency_key=r[1], title=r[2], recorded_at=_fromiso(r[3]))
+            CreateIntent(
+                scope=r[0],
+                idempotency_key=r[1],
+                title=r[2],
+                recorded_at=_fromiso(r[3]),
+                opened_pid=r[4],
+                opened_host=r[5],
+            )
             for r in rows
         ]
 

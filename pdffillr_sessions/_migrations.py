@@ -98,9 +98,11 @@ def m001_initial_schema(db: Any) -> None:
 
 @migrations()
 def m002_opened_by(db: Any) -> None:
-    """Which process opened a session: ``reap`` leaves a session alone while its opener runs."""
-    db.execute("ALTER TABLE sessions ADD COLUMN opened_pid INTEGER")
-    db.execute("ALTER TABLE sessions ADD COLUMN opened_host TEXT")
+    """Which process opened a session (or recorded a create intent): ``reap`` leaves it alone
+    while that process still runs on this host."""
+    for table in ("sessions", "create_intents"):
+        db.execute(f"ALTER TABLE {table} ADD COLUMN opened_pid INTEGER")
+        db.execute(f"ALTER TABLE {table} ADD COLUMN opened_host TEXT")
 
 
 def names() -> list[str]:

@@ -932,7 +932,7 @@ def reap(
             for s in cache.pending_ends():
                 results.append(_reap_session(client, cache, s, cutoff, dry_run, include_live))
             for intent in cache.create_intents():
-                results.append(_reap_intent(client, cache, intent, cutoff, dry_run))
+                results.append(_reap_intent(client, cache, intent, cutoff, dry_run, include_live))
     _report_reap(results, as_json=as_json, dry_run=dry_run)
     if any(r["action"] == "failed" for r in results):
         raise SystemExit(1)
@@ -963,13 +963,25 @@ def _pid_alive(pid: int) -> bool:
     return state not in ([b"Z"], [b"X"])
 
 
-def _opener_alive(s: CachedSession) -> bool:
-    """True when the process that opened ``s`` is known to be still running on this host."""
+def _opener_alive(pid: int | None, host: str | None) -> bool:
+    """True when the recorded opening process is known to be still running on this host."""
     import socket
 
-    if s.opened_pid is None or s.opened_host != socket.gethostname():
+    if pid is None or host != socket.gethostname():
         return False
-    return _pid_alive(s.opened_pid)
+    return _pid_alive(pid)
+
+
+def _skip_live(result: dict[str, Any], pid: int | None, host: str | None, force: bool) -> bool:
+    """Mark ``result`` live when its opener still runs; True if it must be skipped."""
+    if not _opener_alive(pid, host):
+        return False
+    result["live"] = True
+    if force:
+        return False
+    result["action"] = "skipped"
+    result["detail"] = f"live: its process {pid} still runs on this host (see --include-live)"
+    return True
 
 
 def _reap_session(
@@ -991,14 +1003,10 @@ def _reap_session(
         "action": None,
         "detail": None,
     }
-    if s.local_state != "end_pending" and _opener_alive(s):
-        result["live"] = True
-        if not include_live:
-            result["action"] = "skipped"
-            result["detail"] = (
-                f"live: its process {s.opened_pid} still runs on this host (see --include-live)"
-            )
-            return result
+    if s.local_state != "end_pending" and _skip_live(
+        result, s.opened_pid, s.opened_host, include_live
+    ):
+        return result
     if s.local_state != "end_pending" and _too_recent(s.opened_at or s.created_at, cutoff):
         result["action"] = "skipped"
         result["detail"] = "opened too recently (see --older-than)"
@@ -1024,7 +1032,12 @@ def _reap_session(
 
 
 def _reap_intent(
-    client: PdffillrClient, cache: HistoryCache, intent: Any, cutoff: datetime, dry_run: bool
+    client: PdffillrClient,
+    cache: HistoryCache,
+    intent: Any,
+    cutoff: datetime,
+    dry_run: bool,
+    include_live: bool = False,
 ) -> dict[str, Any]:
     result: dict[str, Any] = {
         "kind": "create_intent",
@@ -1032,9 +1045,15 @@ def _reap_intent(
         "title": intent.title,
         "idempotency_key": intent.idempotency_key,
         "recorded_at": _iso(intent.recorded_at),
+        "opened_pid": intent.opened_pid,
+        "live": False,
         "action": None,
         "detail": None,
     }
+    # A running script may be inside its create (retrying): replaying and ending it would end
+    # the session its block is about to use.
+    if _skip_live(result, intent.opened_pid, intent.opened_host, include_live):
+        return result
     if _too_recent(intent.recorded_at, cutoff):
         result["action"] = "skipped"
         result["detail"] = "recorded too recently (see --older-than)"

@@ -277,7 +277,8 @@ def test_an_older_cache_is_migrated_with_its_rows_intact(db: Path) -> None:
         assert old.opened_pid is None and old.opened_host is None
         assert [e.id for e in cache.history("sess_old")] == ["e0", "e1"]
         assert [h.entry.id for h in cache.search("capital")] != []
-        assert [i.idempotency_key for i in cache.create_intents()] == ["pfs_old_intent"]
+        [intent] = cache.create_intents()
+        assert intent.idempotency_key == "pfs_old_intent" and intent.opened_pid is None
         assert cache.integrity_check() == []
     migrated = sqlite3.connect(db)
     names = [r[0] for r in migrated.execute("SELECT name FROM _sqlite_migrations ORDER BY rowid")]
@@ -418,3 +419,62 @@ def test_a_session_block_in_this_process_is_live(emulator: Emulator, db: Path) -
             assert [(r["session_id"], r["live"]) for r in data["results"]] == [(s.session_id, True)]
             assert emulator.sessions(KEY)[0]["status"] == "active"
     assert emulator.sessions(KEY)[0]["status"] == "ended"
+
+
+STUCK_CREATE_SCRIPT = textwrap.dedent(
+    """
+    import sys
+    from pdffillr_sessions import PdffillrClient, Session, _contract
+
+    original = PdffillrClient.request
+
+    def request(self, method, path, **kwargs):
+        if method == "POST" and path == _contract.SESSIONS_PATH:
+            print("creating", flush=True)
+            sys.stdin.readline()  # as if the create were slow, or retrying with backoff
+        return original(self, method, path, **kwargs)
+
+    PdffillrClient.request = request
+    with PdffillrClient(sys.argv[1], base_url=sys.argv[2]) as client:
+        with Session(client, title="slow create", cache=sys.argv[3]) as s:
+            s.send("after the create")
+    print(s.session_id, flush=True)
+    """
+)
+
+
+def test_reap_leaves_a_running_scripts_create_intent_alone(emulator: Emulator, db: Path) -> None:
+    proc = subprocess.Popen(
+        [sys.executable, "-c", STUCK_CREATE_SCRIPT, KEY, emulator.url, str(db)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        env=ENV,
+    )
+    try:
+        assert proc.stdout is not None and proc.stdin is not None
+        assert proc.stdout.readline().strip() == "creating"
+        data = json.loads(reap(emulator, db, "--older-than", "0").stdout)
+        [result] = data["results"]
+        assert (result["kind"], result["action"], result["live"]) == (
+            "create_intent",
+            "skipped",
+            True,
+        )
+        assert emulator.sessions(KEY) == []  # the create was not replayed behind its back
+        proc.stdin.write("\n")
+        proc.stdin.flush()
+        assert proc.wait(timeout=30) == 0
+        sid = proc.stdout.readline().strip()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    # The script's block ran undisturbed and ended its session; nothing is left to reap.
+    assert [(s["session_id"], s["status"]) for s in emulator.sessions(KEY)] == [(sid, "ended")]
+    assert user_messages_in(emulator, sid) == ["after the create"]
+    assert json.loads(reap(emulator, db, "--older-than", "0").stdout)["results"] == []
+
+
+def user_messages_in(emulator: Emulator, sid: str) -> list[str]:
+    return [e["content"] for e in emulator.history(KEY, sid) if e["role"] == "user"]

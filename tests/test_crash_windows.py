@@ -162,6 +162,7 @@ def test_crash_window(emulator: Emulator, tmp_path: Path, window: str) -> None:
         assert len(intents) == n_intents
         if n_intents:
             assert intents[0].title == f"crash {window}"
+            assert intents[0].opened_pid not in (None, os.getpid())  # the dead script's
         rows = cache.sessions()
         if local_state is None:
             assert rows == []

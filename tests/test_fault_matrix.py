@@ -317,6 +317,8 @@ def test_with_block_cell(emu: Emulator, tmp_path: Path, call: str, fault: FaultC
             # The intent is kept whenever the server may have acted (it did, or cannot be known).
             assert len(upstream) == (1 if fault.acts else 0)
             assert len(intents) == (0 if fault.name == "429" else 1)
+            # The block has exited: the intent is released, reap need not wait for us to exit.
+            assert all(i.opened_pid is None and i.opened_host is None for i in intents)
             assert pending == []
         else:
             assert session_id is not None and [u["session_id"] for u in upstream] == [session_id]
