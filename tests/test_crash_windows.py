@@ -36,8 +36,9 @@ Every window is closed. What remains open (not closable on the client side):
   to the cache. Run ``reap`` soon after a crash, or ask the API for a list filter by key.
 * ``before_create_request``: reap cannot know the create was never sent, so its replay makes a
   session only to end it at once (harmless, but one create is spent).
-* A session is recognised as belonging to a running script by its recorded pid and host
-  (``m002_opened_by``). A pid reused by an unrelated process after a crash makes reap skip that
+* A session (or create intent) is recognised as belonging to a running script by its recorded
+  pid and host (``m002_opened_by``); a with-block whose create failed for good releases its
+  intent to reap at once. A pid reused by an unrelated process after a crash makes reap skip that
   session as "live" until ``--include-live`` (safe direction: a leak, never a wrongly ended
   session). Sessions opened on another host fall back to ``--older-than``.
 * Entries appended upstream by a send whose reply was lost AND whose process then died are not in
