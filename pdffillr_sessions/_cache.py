@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import sqlite3
 import threading
 import time
@@ -48,7 +49,7 @@ __all__ = ["CachedSession", "CreateIntent", "HistoryCache", "SearchHit"]
 MIGRATION_SET = "pdffillr_sessions"
 #: The migration names of ``_migrations.migrations``, in order (kept here so that opening an
 #: up-to-date file does not import sqlite-utils; a test checks that both lists agree).
-KNOWN_MIGRATIONS: tuple[str, ...] = ("m001_initial_schema",)
+KNOWN_MIGRATIONS: tuple[str, ...] = ("m001_initial_schema", "m002_opened_by")
 
 BUSY_TIMEOUT_S = 30.0
 _SQLITE_MAGIC = b"SQLite format 3\x00"
@@ -160,6 +161,9 @@ class CachedSession:
     opened_at: datetime | None
     synced_at: datetime | None
     raw: Mapping[str, Any] = attrs.field(repr=False, factory=dict)
+    #: The process that opened it here (``record_opened``); None for rows cached otherwise.
+    opened_pid: int | None = None
+    opened_host: str | None = None
 
     @property
     def info(self) -> SessionInfo:
@@ -186,6 +190,9 @@ class CreateIntent:
     idempotency_key: str
     title: str | None
     recorded_at: datetime
+    #: The process that recorded it (None for intents cached before ``m002_opened_by``).
+    opened_pid: int | None = None
+    opened_host: str | None = None
 
 
 @attrs.frozen(kw_only=True)
@@ -326,8 +333,8 @@ WHERE sessions.title IS NOT excluded.title
 
 _RECORD_OPENED = """
 INSERT INTO sessions (scope, session_id, title, status, message_count, created_at, ended_at,
-                      local_state, opened_at, updated_at, synced_at, raw)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                      local_state, opened_at, updated_at, synced_at, raw, opened_pid, opened_host)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 ON CONFLICT (scope, session_id) DO UPDATE SET
     title = excluded.title,
     status = excluded.status,
@@ -339,6 +346,10 @@ ON CONFLICT (scope, session_id) DO UPDATE SET
         WHEN sessions.local_state IS NULL THEN excluded.local_state
         WHEN excluded.local_state = 'ended' THEN 'ended'
         ELSE sessions.local_state END,
+    opened_pid = CASE WHEN sessions.opened_at IS NULL
+                      THEN excluded.opened_pid ELSE sessions.opened_pid END,
+    opened_host = CASE WHEN sessions.opened_at IS NULL
+                       THEN excluded.opened_host ELSE sessions.opened_host END,
     opened_at = COALESCE(sessions.opened_at, excluded.opened_at),
     updated_at = excluded.updated_at,
     synced_at = excluded.synced_at
@@ -347,7 +358,7 @@ ON CONFLICT (scope, session_id) DO UPDATE SET
 _SESSION_SELECT = """
 SELECT s.session_id, s.scope, s.title, s.status, s.message_count, s.created_at, s.ended_at,
        (SELECT count(*) FROM history h WHERE h.scope = s.scope AND h.session_id = s.session_id),
-       s.local_state, s.local_error, s.opened_at, s.synced_at, s.raw
+       s.local_state, s.local_error, s.opened_at, s.synced_at, s.raw, s.opened_pid, s.opened_host
 FROM sessions s
 """
 
@@ -367,6 +378,8 @@ def _session_from_row(row: Sequence[Any]) -> CachedSession:
         opened_at=_dt(row[10]),
         synced_at=_dt(row[11]),
         raw=_LazyJSON(row[12]),
+        opened_pid=row[13],
+        opened_host=row[14],
     )
 
 
@@ -630,9 +643,21 @@ class HistoryCache:
         scope = self._writable_scope()
         with self._write_txn() as conn:
             conn.execute(
-                "INSERT INTO create_intents (scope, idempotency_key, title, recorded_at) "
-                "VALUES (?, ?, ?, ?) ON CONFLICT (scope, idempotency_key) DO NOTHING",
-                (scope, idempotency_key, title, _now()),
+                "INSERT INTO create_intents (scope, idempotency_key, title, recorded_at, "
+                "opened_pid, opened_host) VALUES (?, ?, ?, ?, ?, ?) "
+                "ON CONFLICT (scope, idempotency_key) DO NOTHING",
+                (scope, idempotency_key, title, _now(), os.getpid(), socket.gethostname()),
+            )
+
+    def abandon_create_intent(self, idempotency_key: str) -> None:
+        """The create failed for good and its block exited: no running process owns the intent
+        any more (``reap`` then treats it by age alone, like any other leftover)."""
+        scope = self._writable_scope()
+        with self._write_txn() as conn:
+            conn.execute(
+                "UPDATE create_intents SET opened_pid = NULL, opened_host = NULL "
+                "WHERE scope = ? AND idempotency_key = ?",
+                (scope, idempotency_key),
             )
 
     def forget_create_intent(self, idempotency_key: str) -> bool:
@@ -649,12 +674,20 @@ class HistoryCache:
         where, args = self._scope_filter()
         with self._lock:
             rows = self._conn.execute(
-                "SELECT scope, idempotency_key, title, recorded_at FROM create_intents "
+                "SELECT scope, idempotency_key, title, recorded_at, opened_pid, opened_host "
+                "FROM create_intents "
                 f"WHERE {where} ORDER BY recorded_at, idempotency_key",
                 args,
             ).fetchall()
         return [
-            CreateIntent(scope=r[0], idempotency_key=r[1], title=r[2], recorded_at=_fromiso(r[3]))
+            CreateIntent(
+                scope=r[0],
+                idempotency_key=r[1],
+                title=r[2],
+                recorded_at=_fromiso(r[3]),
+                opened_pid=r[4],
+                opened_host=r[5],
+            )
             for r in rows
         ]
 
@@ -681,6 +714,8 @@ class HistoryCache:
                     now,
                     now,
                     _raw_text(info.raw),
+                    os.getpid(),
+                    socket.gethostname(),
                 ),
             )
             if idempotency_key is not None:

@@ -96,6 +96,15 @@ def m001_initial_schema(db: Any) -> None:
         db.execute(statement)
 
 
+@migrations()
+def m002_opened_by(db: Any) -> None:
+    """Which process opened a session (or recorded a create intent): ``reap`` leaves it alone
+    while that process still runs on this host."""
+    for table in ("sessions", "create_intents"):
+        db.execute(f"ALTER TABLE {table} ADD COLUMN opened_pid INTEGER")
+        db.execute(f"ALTER TABLE {table} ADD COLUMN opened_host TEXT")
+
+
 def names() -> list[str]:
     """The names of every migration this version knows, in order."""
     return [m.name for m in migrations._migrations]

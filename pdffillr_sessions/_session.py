@@ -182,6 +182,10 @@ class Session:
             self._state = _CLOSED
             if cache is not None and _definitely_not_created(exc):
                 self._cache_write("forget the create intent", lambda c: c.forget_create_intent(key))
+            elif cache is not None:  # kept for reap, which need not wait for this process
+                self._cache_write(
+                    "release the create intent", lambda c: c.abandon_create_intent(key)
+                )
             self._close_cache()
             raise
         self._info = info

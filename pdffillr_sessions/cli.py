@@ -882,11 +882,21 @@ def sync(
     show_default=True,
     help="Only sessions opened (or creates recorded) longer ago than this; 0 = all of them.",
 )
+@click.option(
+    "--include-live",
+    is_flag=True,
+    help="Also end sessions whose opening process is still running on this host.",
+)
 @_base_url_option
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 @_db_option
 def reap(
-    dry_run: bool, older_than: timedelta, base_url: str | None, as_json: bool, db: Path | None
+    dry_run: bool,
+    older_than: timedelta,
+    include_live: bool,
+    base_url: str | None,
+    as_json: bool,
+    db: Path | None,
 ) -> None:
     """End the sessions this machine opened and never saw ended (crashed or killed scripts).
 
@@ -897,10 +907,13 @@ def reap(
     - creates whose reply was lost: the create is replayed with the same Idempotency-Key (the
       server answers with the session it made, or makes it now), then that session is ended.
 
-    The cache cannot tell a killed script from one still running in another process, so
-    --older-than (default 1h) leaves recent ones alone: ending a running script's session makes
-    its next send fail. Pass --older-than 0 right after a crash to reap everything now.
-    "End pending" sessions are always reaped: their with-block has already exited.
+    An open session whose opening process is still running on this host (its recorded pid is
+    alive) is skipped as "live", whatever --older-than says, unless --include-live is given:
+    ending a running script's session makes its next send fail. For sessions opened elsewhere
+    (or before the opener was recorded) the cache cannot tell a killed script from a running
+    one, so --older-than (default 1h) leaves recent ones alone. Pass --older-than 0 right after
+    a crash to reap everything now. "End pending" sessions are always reaped: their with-block
+    has already exited.
 
     Exits 1 if any session could not be ended. Needs $PDFFILLR_API_KEY.
     """
@@ -917,9 +930,9 @@ def reap(
         with HistoryCache(path, scope=scope, readonly=readonly) as cache:
             results: list[dict[str, Any]] = []
             for s in cache.pending_ends():
-                results.append(_reap_session(client, cache, s, cutoff, dry_run))
+                results.append(_reap_session(client, cache, s, cutoff, dry_run, include_live))
             for intent in cache.create_intents():
-                results.append(_reap_intent(client, cache, intent, cutoff, dry_run))
+                results.append(_reap_intent(client, cache, intent, cutoff, dry_run, include_live))
     _report_reap(results, as_json=as_json, dry_run=dry_run)
     if any(r["action"] == "failed" for r in results):
         raise SystemExit(1)
@@ -930,8 +943,54 @@ def _too_recent(moment: Any, cutoff: datetime) -> bool:
     return when is not None and when > cutoff
 
 
+def _pid_alive(pid: int) -> bool:
+    """Whether a process with this id runs on this host (a zombie counts as dead)."""
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # someone else's process
+    except OSError:
+        return False
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as fh:
+            state = fh.read().rpartition(b")")[2].split()[:1]
+    except OSError:
+        return True  # no procfs: trust kill(0)
+    return state not in ([b"Z"], [b"X"])
+
+
+def _opener_alive(pid: int | None, host: str | None) -> bool:
+    """True when the recorded opening process is known to be still running on this host."""
+    import socket
+
+    if pid is None or host != socket.gethostname():
+        return False
+    return _pid_alive(pid)
+
+
+def _skip_live(result: dict[str, Any], pid: int | None, host: str | None, force: bool) -> bool:
+    """Mark ``result`` live when its opener still runs; True if it must be skipped."""
+    if not _opener_alive(pid, host):
+        return False
+    result["live"] = True
+    if force:
+        return False
+    result["action"] = "skipped"
+    result["detail"] = f"live: its process {pid} still runs on this host (see --include-live)"
+    return True
+
+
 def _reap_session(
-    client: PdffillrClient, cache: HistoryCache, s: CachedSession, cutoff: datetime, dry_run: bool
+    client: PdffillrClient,
+    cache: HistoryCache,
+    s: CachedSession,
+    cutoff: datetime,
+    dry_run: bool,
+    include_live: bool = False,
 ) -> dict[str, Any]:
     result: dict[str, Any] = {
         "kind": "session",
@@ -939,9 +998,15 @@ def _reap_session(
         "title": s.title,
         "local_state": s.local_state,
         "opened_at": _iso(s.opened_at),
+        "opened_pid": s.opened_pid,
+        "live": False,
         "action": None,
         "detail": None,
     }
+    if s.local_state != "end_pending" and _skip_live(
+        result, s.opened_pid, s.opened_host, include_live
+    ):
+        return result
     if s.local_state != "end_pending" and _too_recent(s.opened_at or s.created_at, cutoff):
         result["action"] = "skipped"
         result["detail"] = "opened too recently (see --older-than)"
@@ -967,7 +1032,12 @@ def _reap_session(
 
 
 def _reap_intent(
-    client: PdffillrClient, cache: HistoryCache, intent: Any, cutoff: datetime, dry_run: bool
+    client: PdffillrClient,
+    cache: HistoryCache,
+    intent: Any,
+    cutoff: datetime,
+    dry_run: bool,
+    include_live: bool = False,
 ) -> dict[str, Any]:
     result: dict[str, Any] = {
         "kind": "create_intent",
@@ -975,9 +1045,15 @@ def _reap_intent(
         "title": intent.title,
         "idempotency_key": intent.idempotency_key,
         "recorded_at": _iso(intent.recorded_at),
+        "opened_pid": intent.opened_pid,
+        "live": False,
         "action": None,
         "detail": None,
     }
+    # A running script may be inside its create (retrying): replaying and ending it would end
+    # the session its block is about to use.
+    if _skip_live(result, intent.opened_pid, intent.opened_host, include_live):
+        return result
     if _too_recent(intent.recorded_at, cutoff):
         result["action"] = "skipped"
         result["detail"] = "recorded too recently (see --older-than)"

@@ -491,7 +491,13 @@ def test_reap_recovers_a_create_whose_reply_was_lost(
     monkeypatch.setenv("PDFFILLR_API_KEY", KEY)
     monkeypatch.setenv("PDFFILLR_BASE_URL", emulator.url)
 
-    data = json.loads(run("reap", "--db", str(db), "--older-than", "0", "--json").stdout)
+    # Recorded by this (running) process: it may still be inside its create. Left alone.
+    live = json.loads(run("reap", "--db", str(db), "--older-than", "0", "--json").stdout)
+    assert [(r["action"], r["live"]) for r in live["results"]] == [("skipped", True)]
+    assert len(emulator.sessions(KEY)) == 1 and emulator.sessions(KEY)[0]["status"] == "active"
+    data = json.loads(
+        run("reap", "--db", str(db), "--older-than", "0", "--include-live", "--json").stdout
+    )
     assert [(r["kind"], r["action"], r["session_id"]) for r in data["results"]] == [
         ("create_intent", "ended", made.session_id)
     ]
@@ -534,7 +540,11 @@ def test_reap_marks_a_session_gone_upstream_and_reports_failures(
     monkeypatch.setenv("PDFFILLR_BASE_URL", emulator.url)
     emulator.add_fault("400:POST:/end$:times=1")  # the first end (of `alive`) fails
 
-    failed = run("reap", "--db", str(db), "--older-than", "0", "--json")
+    # Both were recorded as opened by this (running) test process: live, left alone.
+    live = json.loads(run("reap", "--db", str(db), "--older-than", "0", "--json").stdout)
+    assert [(r["action"], r["live"]) for r in live["results"]] == [("skipped", True)] * 2
+    assert emulator.stats["requests"] == 1  # the create above, nothing else
+    failed = run("reap", "--db", str(db), "--older-than", "0", "--include-live", "--json")
     assert failed.exit_code == 1
     actions = {r["session_id"]: r["action"] for r in json.loads(failed.stdout)["results"]}
     assert actions == {"sess_gone": "gone", alive.session_id: "failed"}
