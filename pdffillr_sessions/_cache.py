@@ -10,9 +10,10 @@ Design notes (see also ``_migrations.py`` for the schema):
 * The file is checked before anything is written to it: not SQLite, truncated, foreign, or
   written by a newer version -> ``CacheError``, file untouched.
 * ``readonly=True`` opens ``file:...?mode=ro``: never writes, never migrates. A file whose
-  schema is older than this version (or empty) is refused with a message asking to run a
-  write command first. (SQLite may create empty ``-wal``/``-shm`` companions for a read-only
-  WAL reader; the database file itself is never modified.)
+  schema is older than this version is read through TEMP views that present the current shape
+  (``_migrations.READ_COMPAT``); an empty one, or one no view can adapt, is refused with a
+  message asking to run a write command first. (SQLite may create empty ``-wal``/``-shm``
+  companions for a read-only WAL reader; the database file itself is never modified.)
 * ``HistoryEntry.raw`` read back from the cache is a lazy read-only Mapping that decodes the
   stored JSON on first access (``dict(entry.raw)`` gives a plain dict, e.g. for json.dumps).
 * Timestamps are stored as ``YYYY-MM-DDTHH:MM:SS.ffffffZ`` (UTC); they read back as aware UTC
@@ -474,13 +475,20 @@ class HistoryCache:
         conn, path = self._conn, self._path
         applied = _inspect(conn, path)  # read-only: refuses before anything is written
         if self._readonly:
-            if tuple(applied) != KNOWN_MIGRATIONS[: len(applied)] or len(applied) < len(
-                KNOWN_MIGRATIONS
-            ):
-                raise CacheError(
-                    f"{path} has an older (or no) cache schema and is opened read-only: run a "
-                    "write command (e.g. a sync) once to upgrade it"
-                )
+            missing = KNOWN_MIGRATIONS[len(applied) :]
+            if tuple(applied) != KNOWN_MIGRATIONS[: len(applied)]:
+                raise CacheError(f"{path} has a cache schema this version does not know")
+            if missing:
+                from ._migrations import READ_COMPAT  # imports sqlite-utils: only when needed
+
+                if not applied or any(name not in READ_COMPAT for name in missing):
+                    raise CacheError(
+                        f"{path} has an older (or no) cache schema and is opened read-only: "
+                        "run a write command (e.g. a sync) once to upgrade it"
+                    )
+                for name in missing:  # an older file, read as the current shape, left as is
+                    for statement in READ_COMPAT[name]:
+                        conn.execute(statement)
             return tuple(applied)
         try:
             self._enable_wal()

@@ -105,6 +105,19 @@ def m002_opened_by(db: Any) -> None:
         db.execute(f"ALTER TABLE {table} ADD COLUMN opened_host TEXT")
 
 
+#: How a READ-ONLY reader sees a file that lacks a migration: TEMP views (which shadow the main
+#: tables for unqualified names, and need no write to the file) that present the newer shape.
+#: A migration without an entry here makes older files unreadable until a write command
+#: migrates them.
+READ_COMPAT: dict[str, tuple[str, ...]] = {
+    "m002_opened_by": tuple(
+        f"CREATE TEMP VIEW {table} AS SELECT *, NULL AS opened_pid, NULL AS opened_host "
+        f"FROM main.{table}"
+        for table in ("sessions", "create_intents")
+    ),
+}
+
+
 def names() -> list[str]:
     """The names of every migration this version knows, in order."""
     return [m.name for m in migrations._migrations]

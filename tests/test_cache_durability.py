@@ -478,3 +478,27 @@ def test_reap_leaves_a_running_scripts_create_intent_alone(emulator: Emulator, d
 
 def user_messages_in(emulator: Emulator, sid: str) -> list[str]:
     return [e["content"] for e in emulator.history(KEY, sid) if e["role"] == "user"]
+
+
+def test_an_older_cache_is_readable_read_only_without_being_touched(db: Path) -> None:
+    from click.testing import CliRunner
+
+    from pdffillr_sessions.cli import main as cli
+
+    _make_m001_cache(db)
+    before = db.read_bytes()
+    with HistoryCache(db, readonly=True) as reader:
+        assert reader.migrations_applied == KNOWN_MIGRATIONS[:1]
+        old = reader.session("sess_old")
+        assert old is not None and old.title == "old one" and old.opened_pid is None
+        assert [p.session_id for p in reader.pending_ends()] == ["sess_old"]
+        [intent] = reader.create_intents()
+        assert intent.opened_pid is None
+        assert [e.id for e in reader.history("sess_old")] == ["e0", "e1"]
+    result = CliRunner().invoke(cli, ["sessions", "--json", "--db", str(db)])
+    assert result.exit_code == 0, result.output
+    assert [s["session_id"] for s in json.loads(result.output)] == ["sess_old"]
+    assert db.read_bytes() == before  # never migrated by a reader
+    conn = sqlite3.connect(db)
+    assert "opened_pid" not in {r[1] for r in conn.execute("PRAGMA table_info(sessions)")}
+    conn.close()
