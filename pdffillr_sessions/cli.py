@@ -1014,19 +1014,26 @@ def _reap_session(
     if dry_run:
         result["action"] = "would_end"
         return result
+    return _end_and_record(client, cache, s.session_id, result)
+
+
+def _end_and_record(
+    client: PdffillrClient, cache: HistoryCache, session_id: str, result: dict[str, Any]
+) -> dict[str, Any]:
+    """End one session upstream and record the outcome in the cache and in ``result``."""
     try:
-        client.sessions.end(s.session_id)
+        client.sessions.end(session_id)
     except NotFoundError:
-        cache.mark_ended(s.session_id)
+        cache.mark_ended(session_id)
         result["action"] = "gone"
         result["detail"] = "the server no longer has it: marked ended"
         return result
     except PdffillrError as exc:
         result["action"] = "failed"
         result["detail"] = _one_line(str(exc))
-        cache.mark_end_pending(s.session_id, f"reap: {type(exc).__name__}: {_one_line(str(exc))}")
+        cache.mark_end_pending(session_id, f"reap: {type(exc).__name__}: {result['detail']}")
         return result
-    cache.mark_ended(s.session_id)
+    cache.mark_ended(session_id)
     result["action"] = "ended"
     return result
 
@@ -1076,23 +1083,9 @@ def _reap_intent(
     result["session_id"] = info.session_id
     # Recorded as opened before the end: if the end fails, the next reap finds it as a session.
     cache.record_opened(info, idempotency_key=intent.idempotency_key)
-    try:
-        client.sessions.end(info.session_id)
-    except NotFoundError:
-        cache.mark_ended(info.session_id)
-        result["action"] = "gone"
-        result["detail"] = "the server no longer has it: marked ended"
-        return result
-    except PdffillrError as exc:
-        cache.mark_end_pending(
-            info.session_id, f"reap: {type(exc).__name__}: {_one_line(str(exc))}"
-        )
-        result["action"] = "failed"
-        result["detail"] = _one_line(str(exc))
-        return result
-    cache.mark_ended(info.session_id)
-    result["action"] = "ended"
-    result["detail"] = "recovered from a create whose reply was lost"
+    _end_and_record(client, cache, info.session_id, result)
+    if result["action"] == "ended":
+        result["detail"] = "recovered from a create whose reply was lost"
     return result
 
 
