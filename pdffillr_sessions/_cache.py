@@ -48,12 +48,36 @@ __all__ = ["CachedSession", "CreateIntent", "HistoryCache", "SearchHit"]
 MIGRATION_SET = "pdffillr_sessions"
 #: The migration names of ``_migrations.migrations``, in order (kept here so that opening an
 #: up-to-date file does not import sqlite-utils; a test checks that both lists agree).
-KNOWN_MIGRATIONS: tuple[str, ...] = ("m001_initial_schema",)
+KNOWN_MIGRATIONS: tuple[str, ...] = ("m001_initial_schema", "m003_fts_hashsize")
 
 BUSY_TIMEOUT_S = 30.0
 _SQLITE_MAGIC = b"SQLite format 3\x00"
 _LOCAL_PENDING = ("open", "end_pending")
 _ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
+#: The page size of a new cache file. Rows of ~1 KB of text and FTS5 segment pages fit 16 KB
+#: pages better than SQLite's 4 KB default: fewer pages and B-tree levels to write (measured: a
+#: bulk mirror ~14 % faster, reads unchanged).
+_PAGE_SIZE = 16384
+#: Page cache of a writable connection (KiB, negative as SQLite wants it): a mirror of 10,000
+#: entries dirties a few MB of table, index and FTS pages; the 2 MB default spills them early.
+_WRITE_CACHE_KIB = 32 * 1024
+
+
+def _default(obj: Any) -> Any:
+    raise TypeError(f"Object of type {type(obj).__name__} is not JSON serializable")
+
+
+# The C encoder behind _ENCODER, built once: JSONEncoder.encode builds a new one on every call
+# (about a third of the cost of encoding a history entry). check_circular=False (markers None):
+# raw comes from parsed JSON; a cycle still ends in RecursionError, not a hang.
+_c_encoder = getattr(json.encoder, "c_make_encoder", None)
+_C_ENCODE = (
+    None
+    if _c_encoder is None
+    else _c_encoder(
+        None, _default, json.encoder.encode_basestring, None, ":", ",", False, False, True
+    )
+)
 _fromiso = datetime.fromisoformat
 
 
@@ -130,7 +154,10 @@ def _dt(value: str | None) -> datetime | None:
 def _raw_text(raw: Mapping[str, Any]) -> str:
     if type(raw) is _LazyJSON:
         return raw._text
-    return _ENCODER.encode(raw if type(raw) is dict else dict(raw))
+    obj = raw if type(raw) is dict else dict(raw)
+    if _C_ENCODE is not None:
+        return "".join(_C_ENCODE(obj, 0))
+    return _ENCODER.encode(obj)  # pragma: no cover - CPython always has the C encoder
 
 
 def _server_ended_at(raw: Mapping[str, Any]) -> str | None:
@@ -466,8 +493,11 @@ class HistoryCache:
                 )
             return tuple(applied)
         try:
+            # Only a new (empty) file takes it; an existing cache keeps its page size.
+            conn.execute(f"PRAGMA page_size = {_PAGE_SIZE}")
             self._enable_wal()
             conn.execute("PRAGMA synchronous = NORMAL")
+            conn.execute(f"PRAGMA cache_size = -{_WRITE_CACHE_KIB}")
         except sqlite3.DatabaseError as exc:
             raise CacheError(f"cannot use the cache at {path}: {exc}") from None
         if len(applied) == len(KNOWN_MIGRATIONS):
