@@ -24,12 +24,14 @@ sqlite-utils only when a migration is pending.
 
 from __future__ import annotations
 
+import functools
+import gc
 import json
 import os
 import sqlite3
 import threading
 import time
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from datetime import UTC, datetime
 from pathlib import Path
@@ -149,6 +151,47 @@ def _now() -> str:
 
 def _dt(value: str | None) -> datetime | None:
     return None if value is None else _fromiso(value)
+
+
+def _setters(cls: type, names: Sequence[str]) -> tuple[Callable[[Any, Any], None], ...]:
+    """Direct slot setters for building frozen instances in bulk (``object.__setattr__`` with
+    no per-call attribute lookup); a field that is not a slot falls back to that."""
+    out: list[Callable[[Any, Any], None]] = []
+    for name in names:
+        descriptor: Any = cls.__dict__.get(name)
+        if type(descriptor).__name__ == "member_descriptor":
+            out.append(descriptor.__set__)
+        else:  # pragma: no cover - attrs.frozen makes slotted classes
+            out.append(functools.partial(_set_attribute, name))
+    return tuple(out)
+
+
+def _set_attribute(name: str, obj: Any, value: Any) -> None:  # pragma: no cover
+    object.__setattr__(obj, name, value)
+
+
+_ENTRY_SETTERS = _setters(
+    HistoryEntry, ("id", "session_id", "type", "role", "content", "created_at", "raw")
+)
+_LAZY_SETTERS = _setters(_LazyJSON, ("_text", "_data"))
+
+
+@contextmanager
+def _gc_paused() -> Iterator[None]:
+    """Pause the cyclic GC while building many acyclic objects (a history read).
+
+    Every ~700 new container objects start a collection, and the older generations' passes walk
+    the caller's whole heap: for 100,000 entries that is most of the read's time in a big
+    process, and there are no cycles to find. Re-enabled at once afterwards (if it was on).
+    """
+    if not gc.isenabled():
+        yield
+        return
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()
 
 
 def _raw_text(raw: Mapping[str, Any]) -> str:
@@ -1019,10 +1062,12 @@ class HistoryCache:
     def history(self, session_id: str) -> list[HistoryEntry]:
         """A session's cached history, oldest first (every scope's, if unscoped)."""
         new = object.__new__
-        setattr_ = object.__setattr__
-        cls = HistoryEntry
+        cls, lazy = HistoryEntry, _LazyJSON
+        set_id, set_sid, set_type, set_role, set_content, set_created, set_raw = _ENTRY_SETTERS
+        set_text, set_data = _LAZY_SETTERS
         out: list[HistoryEntry] = []
-        with self._read_txn() as conn:
+        append = out.append
+        with self._read_txn() as conn, _gc_paused():
             for scope in self._scopes_with_history(conn):
                 cur = conn.execute(
                     f"SELECT {_HISTORY_COLS} FROM history "
@@ -1031,14 +1076,17 @@ class HistoryCache:
                 )
                 for entry_id, type_, role, content, created_at, raw in cur:
                     e = new(cls)
-                    setattr_(e, "id", entry_id)
-                    setattr_(e, "session_id", session_id)
-                    setattr_(e, "type", type_)
-                    setattr_(e, "role", role)
-                    setattr_(e, "content", content)
-                    setattr_(e, "created_at", _fromiso(created_at))
-                    setattr_(e, "raw", _LazyJSON(raw))
-                    out.append(e)
+                    set_id(e, entry_id)
+                    set_sid(e, session_id)
+                    set_type(e, type_)
+                    set_role(e, role)
+                    set_content(e, content)
+                    set_created(e, _fromiso(created_at))
+                    r = new(lazy)
+                    set_text(r, raw)
+                    set_data(r, None)
+                    set_raw(e, r)
+                    append(e)
         return out
 
     def search(
