@@ -108,9 +108,7 @@ FTS_HASHSIZE = 16 * 1024 * 1024
 
 @migrations()
 def m003_fts_hashsize(db: Any) -> None:
-    db.execute(
-        "INSERT INTO history_fts (history_fts, rank) VALUES ('hashsize', ?)", [FTS_HASHSIZE]
-    )
+    db.execute("INSERT INTO history_fts (history_fts, rank) VALUES ('hashsize', ?)", [FTS_HASHSIZE])
 
 
 def names() -> list[str]:
