@@ -141,6 +141,21 @@ def run_with_retries(
     The last error is raised as itself (never wrapped in tenacity's ``RetryError``).
     """
 
+    # The common case first, without tenacity (building and running its state machine costs
+    # about as much as a loopback request): one attempt that succeeds or fails for good.
+    try:
+        return call(1)
+    except Exception as exc:
+        if max_retries <= 0 or not is_retryable(exc, policy):
+            raise
+        first_error = exc
+
+    def attempt_call(number: int) -> T:
+        # Tenacity replays the first attempt's failure, then runs the retries as before.
+        if number == 1:
+            raise first_error
+        return call(number)
+
     def wait(state: tenacity.RetryCallState) -> float:
         exc = state.outcome.exception() if state.outcome else None
         assert exc is not None
@@ -174,7 +189,7 @@ def run_with_retries(
     )
     for attempt in retrying:
         with attempt:
-            return call(attempt.retry_state.attempt_number)
+            return attempt_call(attempt.retry_state.attempt_number)
     raise AssertionError("unreachable: tenacity ended without an outcome")  # pragma: no cover
 
 
