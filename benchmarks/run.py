@@ -801,7 +801,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             figs.append(fig7(sizes.list_requests, sizes.repeat))
         if want(8):
             log("figure 8")
-            figs.append(fig8(work, sizes.sends, sizes.repeat))
+            figs.append(fig8(work, sizes.sends, sizes.repeat * 3))  # short blocks: more runs
     figs = [f for f in figs if want(f.number)]
     elapsed = time.perf_counter() - started
     mode = "quick (small N: figures not comparable to the targets)" if args.quick else "full"
@@ -809,7 +809,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"# Benchmark results\n\nMode: {mode}. Run {datetime.now(UTC):%Y-%m-%d %H:%M} UTC in "
         f"{elapsed:.0f} s; Python {platform.python_version()}, SQLite "
         f"{sqlite3.sqlite_version}, {os.cpu_count()} CPUs. Command: "
-        f"`python benchmarks/run.py{' --quick' if args.quick else ''}`.\n"
+        f"`python benchmarks/run.py{' --quick' if args.quick else ''}`. Before/after figures "
+        "of the optimisations, and why a target is missed: `benchmarks/NOTES.md`.\n"
     )
     text = f"{header}\n{table(figs)}\n\n{METHOD}"
     print(table(figs))
