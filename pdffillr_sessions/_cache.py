@@ -25,13 +25,15 @@ sqlite-utils only when a migration is pending.
 
 from __future__ import annotations
 
+import functools
+import gc
 import json
 import os
 import socket
 import sqlite3
 import threading
 import time
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from datetime import UTC, datetime
 from pathlib import Path
@@ -50,12 +52,40 @@ __all__ = ["CachedSession", "CreateIntent", "HistoryCache", "SearchHit"]
 MIGRATION_SET = "pdffillr_sessions"
 #: The migration names of ``_migrations.migrations``, in order (kept here so that opening an
 #: up-to-date file does not import sqlite-utils; a test checks that both lists agree).
-KNOWN_MIGRATIONS: tuple[str, ...] = ("m001_initial_schema", "m002_opened_by")
+KNOWN_MIGRATIONS: tuple[str, ...] = (
+    "m001_initial_schema",
+    "m002_opened_by",
+    "m003_fts_hashsize",
+)
 
 BUSY_TIMEOUT_S = 30.0
 _SQLITE_MAGIC = b"SQLite format 3\x00"
 _LOCAL_PENDING = ("open", "end_pending")
 _ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
+#: The page size of a new cache file. Rows of ~1 KB of text and FTS5 segment pages fit 16 KB
+#: pages better than SQLite's 4 KB default: fewer pages and B-tree levels to write (measured: a
+#: bulk mirror ~14 % faster, reads unchanged).
+_PAGE_SIZE = 16384
+#: Page cache of a writable connection (KiB, negative as SQLite wants it): a mirror of 10,000
+#: entries dirties a few MB of table, index and FTS pages; the 2 MB default spills them early.
+_WRITE_CACHE_KIB = 32 * 1024
+
+
+def _default(obj: Any) -> Any:
+    raise TypeError(f"Object of type {type(obj).__name__} is not JSON serializable")
+
+
+# The C encoder behind _ENCODER, built once: JSONEncoder.encode builds a new one on every call
+# (about a third of the cost of encoding a history entry). check_circular=False (markers None):
+# raw comes from parsed JSON; a cycle still ends in RecursionError, not a hang.
+_c_encoder = getattr(json.encoder, "c_make_encoder", None)
+_C_ENCODE = (
+    None
+    if _c_encoder is None
+    else _c_encoder(
+        None, _default, json.encoder.encode_basestring, None, ":", ",", False, False, True
+    )
+)
 _fromiso = datetime.fromisoformat
 
 
@@ -129,10 +159,54 @@ def _dt(value: str | None) -> datetime | None:
     return None if value is None else _fromiso(value)
 
 
+def _setters(cls: type, names: Sequence[str]) -> tuple[Callable[[Any, Any], None], ...]:
+    """Direct slot setters for building frozen instances in bulk (``object.__setattr__`` with
+    no per-call attribute lookup); a field that is not a slot falls back to that."""
+    out: list[Callable[[Any, Any], None]] = []
+    for name in names:
+        descriptor: Any = cls.__dict__.get(name)
+        if type(descriptor).__name__ == "member_descriptor":
+            out.append(descriptor.__set__)
+        else:  # pragma: no cover - attrs.frozen makes slotted classes
+            out.append(functools.partial(_set_attribute, name))
+    return tuple(out)
+
+
+def _set_attribute(name: str, obj: Any, value: Any) -> None:  # pragma: no cover
+    object.__setattr__(obj, name, value)
+
+
+_ENTRY_SETTERS = _setters(
+    HistoryEntry, ("id", "session_id", "type", "role", "content", "created_at", "raw")
+)
+_LAZY_SETTERS = _setters(_LazyJSON, ("_text", "_data"))
+
+
+@contextmanager
+def _gc_paused() -> Iterator[None]:
+    """Pause the cyclic GC while building many acyclic objects (a history read).
+
+    Every ~700 new container objects start a collection, and the older generations' passes walk
+    the caller's whole heap: for 100,000 entries that is most of the read's time in a big
+    process, and there are no cycles to find. Re-enabled at once afterwards (if it was on).
+    """
+    if not gc.isenabled():
+        yield
+        return
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()
+
+
 def _raw_text(raw: Mapping[str, Any]) -> str:
     if type(raw) is _LazyJSON:
         return raw._text
-    return _ENCODER.encode(raw if type(raw) is dict else dict(raw))
+    obj = raw if type(raw) is dict else dict(raw)
+    if _C_ENCODE is not None:
+        return "".join(_C_ENCODE(obj, 0))
+    return _ENCODER.encode(obj)  # pragma: no cover - CPython always has the C encoder
 
 
 def _server_ended_at(raw: Mapping[str, Any]) -> str | None:
@@ -491,8 +565,11 @@ class HistoryCache:
                         conn.execute(statement)
             return tuple(applied)
         try:
+            # Only a new (empty) file takes it; an existing cache keeps its page size.
+            conn.execute(f"PRAGMA page_size = {_PAGE_SIZE}")
             self._enable_wal()
             conn.execute("PRAGMA synchronous = NORMAL")
+            conn.execute(f"PRAGMA cache_size = -{_WRITE_CACHE_KIB}")
         except sqlite3.DatabaseError as exc:
             raise CacheError(f"cannot use the cache at {path}: {exc}") from None
         if len(applied) == len(KNOWN_MIGRATIONS):
@@ -1036,10 +1113,12 @@ class HistoryCache:
     def history(self, session_id: str) -> list[HistoryEntry]:
         """A session's cached history, oldest first (every scope's, if unscoped)."""
         new = object.__new__
-        setattr_ = object.__setattr__
-        cls = HistoryEntry
+        cls, lazy = HistoryEntry, _LazyJSON
+        set_id, set_sid, set_type, set_role, set_content, set_created, set_raw = _ENTRY_SETTERS
+        set_text, set_data = _LAZY_SETTERS
         out: list[HistoryEntry] = []
-        with self._read_txn() as conn:
+        append = out.append
+        with self._read_txn() as conn, _gc_paused():
             for scope in self._scopes_with_history(conn):
                 cur = conn.execute(
                     f"SELECT {_HISTORY_COLS} FROM history "
@@ -1048,14 +1127,17 @@ class HistoryCache:
                 )
                 for entry_id, type_, role, content, created_at, raw in cur:
                     e = new(cls)
-                    setattr_(e, "id", entry_id)
-                    setattr_(e, "session_id", session_id)
-                    setattr_(e, "type", type_)
-                    setattr_(e, "role", role)
-                    setattr_(e, "content", content)
-                    setattr_(e, "created_at", _fromiso(created_at))
-                    setattr_(e, "raw", _LazyJSON(raw))
-                    out.append(e)
+                    set_id(e, entry_id)
+                    set_sid(e, session_id)
+                    set_type(e, type_)
+                    set_role(e, role)
+                    set_content(e, content)
+                    set_created(e, _fromiso(created_at))
+                    r = new(lazy)
+                    set_text(r, raw)
+                    set_data(r, None)
+                    set_raw(e, r)
+                    append(e)
         return out
 
     def search(

@@ -120,7 +120,53 @@ def _as_object(obj: Any, what: str) -> Mapping[str, Any]:
     return obj
 
 
+_fromiso = datetime.fromisoformat
+
+
+def _fast_datetime(value: str) -> datetime | None:
+    """``parse_datetime`` for a valid string, None for anything the slow path must explain."""
+    try:
+        parsed = _fromiso(value)
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
+
+
+# The fast paths below check a well-formed object (the usual case) with a few type() tests and
+# build the value at once; anything else goes through the field-by-field parser, which says
+# what is wrong. Both accept exactly the same objects (a hypothesis test compares them).
+
+
 def parse_session(obj: Any, *, what: str = "session") -> SessionInfo:
+    if type(obj) is dict:
+        sid = obj.get("session_id")
+        count = obj.get("message_count")
+        status = obj.get("status")
+        created = obj.get("created_at")
+        title = obj.get("title")
+        if (
+            type(sid) is str
+            and sid
+            and type(count) is int
+            and count >= 0
+            and type(status) is str
+            and type(created) is str
+            and (title is None or type(title) is str)
+        ):
+            created_at = _fast_datetime(created)
+            if created_at is not None:
+                return SessionInfo(
+                    session_id=sid,
+                    title=title,
+                    status=status,
+                    message_count=count,
+                    created_at=created_at,
+                    raw=dict(obj),
+                )
+    return _parse_session(obj, what)
+
+
+def _parse_session(obj: Any, what: str) -> SessionInfo:
     obj = _as_object(obj, what)
     session_id = _require(obj, "session_id", str, what)
     if not session_id:
@@ -141,6 +187,35 @@ def parse_session(obj: Any, *, what: str = "session") -> SessionInfo:
 
 
 def parse_entry(obj: Any, *, session_id: str, what: str = "history entry") -> HistoryEntry:
+    if type(obj) is dict:
+        entry_id = obj.get("id")
+        type_ = obj.get("type")
+        created = obj.get("created_at")
+        role = obj.get("role")
+        content = obj.get("content")
+        if (
+            type(entry_id) is str
+            and entry_id
+            and type(type_) is str
+            and type(created) is str
+            and (role is None or type(role) is str)
+            and (content is None or type(content) is str)
+        ):
+            created_at = _fast_datetime(created)
+            if created_at is not None:
+                return HistoryEntry(
+                    id=entry_id,
+                    session_id=session_id,
+                    type=type_,
+                    role=role,
+                    content=content,
+                    created_at=created_at,
+                    raw=dict(obj),
+                )
+    return _parse_entry(obj, session_id, what)
+
+
+def _parse_entry(obj: Any, session_id: str, what: str) -> HistoryEntry:
     obj = _as_object(obj, what)
     entry_id = _require(obj, "id", str, what)
     if not entry_id:

@@ -173,6 +173,12 @@ def tenacity_controls(
     }
 
 
+def needs_retry_loop(exc: Exception, controls: dict[str, Any]) -> bool:
+    """Whether a failed FIRST attempt may be retried: only then is tenacity set up at all
+    (building and running its state machine costs about as much as a loopback request)."""
+    return int(controls["max_retries"]) > 0 and is_retryable(exc, controls["policy"])
+
+
 def run_with_retries(
     call: Callable[[int], T],
     *,
@@ -181,9 +187,18 @@ def run_with_retries(
 ) -> T:
     """Run ``call(attempt_number)`` until it succeeds or a decision says stop (see
     ``tenacity_controls`` for the keyword arguments)."""
+    try:
+        return call(1)
+    except Exception as exc:
+        if not needs_retry_loop(exc, controls):
+            raise
+        first_error = exc
     for attempt in tenacity.Retrying(sleep=sleep, **tenacity_controls(**controls)):
         with attempt:
-            return call(attempt.retry_state.attempt_number)
+            number = attempt.retry_state.attempt_number
+            if number == 1:  # tenacity replays the first failure, then retries as usual
+                raise first_error
+            return call(number)
     raise AssertionError("unreachable: tenacity ended without an outcome")  # pragma: no cover
 
 
@@ -194,9 +209,18 @@ async def run_with_retries_async(
     **controls: Any,
 ) -> T:
     """The async twin of ``run_with_retries``: the same decisions, an awaited sleep."""
+    try:
+        return await call(1)
+    except Exception as exc:
+        if not needs_retry_loop(exc, controls):
+            raise
+        first_error = exc
     async for attempt in tenacity.AsyncRetrying(sleep=sleep, **tenacity_controls(**controls)):
         with attempt:
-            return await call(attempt.retry_state.attempt_number)
+            number = attempt.retry_state.attempt_number
+            if number == 1:
+                raise first_error
+            return await call(number)
     raise AssertionError("unreachable: tenacity ended without an outcome")  # pragma: no cover
 
 

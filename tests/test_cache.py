@@ -631,3 +631,49 @@ def test_import_is_light() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_new_cache_file_settings_and_raw_encoding(db: Path) -> None:
+    """A new file gets 16 KB pages and the FTS5 'hashsize' of m003; raw is stored as compact
+    JSON, non-ASCII kept (the cached C encoder writes what JSONEncoder would)."""
+    raw = {"id": "x", "content": 'é\u2028"q"', "n": [1, 2.5, None, True], "d": {}}
+    e = HistoryEntry(
+        id="x",
+        session_id="s1",
+        type="message",
+        role="user",
+        content="é",
+        created_at=datetime(2026, 1, 1, tzinfo=UTC),
+        raw=raw,
+    )
+    with HistoryCache(db, api_key=KEY_A) as cache:
+        cache.mirror_history("s1", [e])
+        (got,) = cache.history("s1")
+    assert dict(got.raw) == raw
+    conn = sqlite3.connect(db)
+    try:
+        assert conn.execute("PRAGMA page_size").fetchone()[0] == 16384
+        assert (
+            conn.execute("SELECT v FROM history_fts_config WHERE k = 'hashsize'").fetchone()[0]
+            == 16 * 1024 * 1024
+        )
+        (text,) = conn.execute("SELECT raw FROM history").fetchone()
+    finally:
+        conn.close()
+    assert text == json.dumps(raw, ensure_ascii=False, separators=(",", ":"))
+
+
+def test_raw_that_is_not_json_is_refused(db: Path) -> None:
+    bad = HistoryEntry(
+        id="x",
+        session_id="s1",
+        type="message",
+        role=None,
+        content="c",
+        created_at=datetime(2026, 1, 1, tzinfo=UTC),
+        raw={"when": datetime(2026, 1, 1, tzinfo=UTC)},
+    )
+    with HistoryCache(db, api_key=KEY_A) as cache:
+        with pytest.raises(TypeError, match="not JSON serializable"):
+            cache.mirror_history("s1", [bad])
+        assert cache.history("s1") == []
