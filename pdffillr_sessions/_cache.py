@@ -444,7 +444,9 @@ def _session_from_row(row: Sequence[Any]) -> CachedSession:
         scope=row[1],
         title=row[2],
         status=row[3],
-        message_count=row[4],
+        # The contract makes message_count the number of entries, and history only grows: the
+        # entries cached are a lower bound even when the stored count is older than a send.
+        message_count=max(row[4], row[7]),
         created_at=_fromiso(row[5]),
         ended_at=_dt(row[6]),
         entry_count=row[7],
@@ -893,6 +895,8 @@ class HistoryCache:
                 "WHERE scope = ? AND session_id = ?",
                 (_contract.STATUS_ENDED, now, now, scope, session_id),
             )
+            if cur.rowcount > 0:
+                self._raise_message_count(conn, scope, session_id)
             return cur.rowcount > 0
 
     # -- writes: history ---------------------------------------------------------------------
@@ -1051,12 +1055,14 @@ class HistoryCache:
             start = -1 if max_seq is None else int(max_seq)
             cur = conn.executemany(_INSERT_HISTORY, self._rows(scope, session_id, fresh, start + 1))
             self._index_new(conn, first_new)
-            self._raise_message_count(conn, scope, session_id)
+            # message_count is not raised here: one more dirty page per send (a sessions row)
+            # was a third of a send's cache cost. Reads show max(message_count, entries), and
+            # mark_ended / mirror_history store it.
             return max(cur.rowcount, 0)
 
     @staticmethod
     def _raise_message_count(conn: sqlite3.Connection, scope: str, session_id: str) -> None:
-        """Keep ``sessions.message_count`` >= the entries cached for it.
+        """Store ``sessions.message_count`` >= the entries cached for it.
 
         The contract makes ``message_count`` the number of history entries, and history is
         append-only: once we hold N entries the server's count is at least N, so the row does not
