@@ -14,9 +14,8 @@ from typing import TypeVar
 
 import httpx
 
-from . import _base, _contract
-from ._base import Call, FileInput, Timeout, new_idempotency_key
-from ._exceptions import APITimeoutError
+from . import _base
+from ._base import Call, FileInput, Timeout
 from ._models import HistoryEntry, SessionInfo
 from ._retry import RetryPolicy, run_with_retries_async
 
@@ -25,7 +24,7 @@ __all__ = ["AsyncPdffillrClient", "AsyncSessionsResource"]
 T = TypeVar("T")
 
 
-class AsyncPdffillrClient:
+class AsyncPdffillrClient(_base.ConfiguredClient):
     """The async twin of ``PdffillrClient``: same arguments, same errors, same retries.
 
     ``async with AsyncPdffillrClient() as client: await client.sessions.create()``.
@@ -51,26 +50,8 @@ class AsyncPdffillrClient:
             retry_policy=retry_policy,
         )
         self._sleep = sleep or asyncio.sleep
-        self._http = httpx.AsyncClient(
-            base_url=self._config.base_url,
-            headers=self._config.headers,
-            timeout=self._config.timeout.for_attempt(None),
-            transport=transport,
-            follow_redirects=False,
-        )
+        self._http = httpx.AsyncClient(transport=transport, **self._http_options())
         self.sessions = AsyncSessionsResource(self)
-
-    @property
-    def base_url(self) -> str:
-        return self._config.base_url
-
-    @property
-    def key_scope(self) -> str:
-        """The one-way fingerprint of the key that scopes cached rows (never the key)."""
-        return self._config.key_scope
-
-    def __repr__(self) -> str:
-        return f"AsyncPdffillrClient(base_url={self.base_url!r}, key_scope={self.key_scope!r})"
 
     async def aclose(self) -> None:
         """Close the connection pool. Idempotent."""
@@ -88,40 +69,28 @@ class AsyncPdffillrClient:
 
     async def run(self, call: Call[T]) -> T:
         """Run one ``Call`` with retries (one Idempotency-Key for all its attempts)."""
-        headers: dict[str, str] = {}
-        if not call.idempotent or call.idempotency_key is not None:
-            headers[_contract.IDEMPOTENCY_HEADER] = call.idempotency_key or new_idempotency_key()
-        timeout = self._config.timeout
-        deadline = None if timeout.total is None else time.monotonic() + timeout.total
+        method, path = call.method, call.path
+        headers = _base.idempotency_headers(call.idempotent, call.idempotency_key)
+        timeout = self.timeout
+        deadline = _base.deadline_of(timeout, time.monotonic())
 
         async def attempt(number: int) -> httpx.Response:
-            remaining = None if deadline is None else deadline - time.monotonic()
-            if remaining is not None and remaining <= 0:
-                raise APITimeoutError(
-                    f"{call.method} {call.path}: the total timeout of {timeout.total} s ran out",
-                    method=call.method,
-                    url=call.path,
-                )
+            limits = _base.attempt_timeout(timeout, deadline, time.monotonic(), method, path)
             try:
                 response = await self._http.request(
-                    call.method,
-                    call.path,
-                    json=call.json,
-                    files=call.files,
-                    headers=headers,
-                    timeout=timeout.for_attempt(remaining),
+                    method, path, json=call.json, files=call.files, headers=headers, timeout=limits
                 )
             except httpx.TransportError as exc:
-                raise _base.transport_error(exc, call.method, call.path) from exc
-            return _base.check_response(response, call.method, call.path)
+                raise _base.transport_error(exc, method, path) from exc
+            return _base.check_response(response, method, path)
 
         try:
             response = await run_with_retries_async(
                 attempt,
                 sleep=self._sleep,
-                policy=self._config.retry_policy,
-                max_retries=self._config.max_retries,
-                describe=f"{call.method} {call.path}",
+                policy=self.retry_policy,
+                max_retries=self.max_retries,
+                describe=f"{method} {path}",
                 deadline=deadline,
             )
         except call.done_on:

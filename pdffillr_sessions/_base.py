@@ -118,6 +118,70 @@ def resolve_config(
     )
 
 
+class ConfiguredClient:
+    """The read-only view of a client's settings, shared by the sync and async clients."""
+
+    _config: ClientConfig
+
+    @property
+    def base_url(self) -> str:
+        return self._config.base_url
+
+    @property
+    def timeout(self) -> Timeout:
+        return self._config.timeout
+
+    @property
+    def max_retries(self) -> int:
+        return self._config.max_retries
+
+    @property
+    def retry_policy(self) -> RetryPolicy:
+        return self._config.retry_policy
+
+    @property
+    def key_scope(self) -> str:
+        """The one-way fingerprint of the key that scopes cached rows (never the key)."""
+        return self._config.key_scope
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(base_url={self.base_url!r}, key_scope={self.key_scope!r})"
+
+    def _http_options(self) -> dict[str, Any]:
+        """The options of the one httpx client (sync or async) a client holds."""
+        return {
+            "base_url": self._config.base_url,
+            "headers": self._config.headers,
+            "timeout": self._config.timeout.for_attempt(None),
+            "follow_redirects": False,
+        }
+
+
+def idempotency_headers(idempotent: bool, idempotency_key: str | None) -> dict[str, str]:
+    """The headers of a logical call, made once before its retry loop."""
+    if idempotent and idempotency_key is None:
+        return {}
+    return {_contract.IDEMPOTENCY_HEADER: idempotency_key or new_idempotency_key()}
+
+
+def deadline_of(timeout: Timeout, now: float) -> float | None:
+    return None if timeout.total is None else now + timeout.total
+
+
+def attempt_timeout(
+    timeout: Timeout, deadline: float | None, now: float, method: str, path: str
+) -> httpx.Timeout:
+    """One attempt's httpx timeout, or ``APITimeoutError`` if the total already ran out."""
+    remaining = None if deadline is None else deadline - now
+    if remaining is not None and remaining <= 0:
+        raise APITimeoutError(
+            f"{method} {path}: the total timeout of {timeout.total} s ran out",
+            method=method,
+            url=path,
+        )
+    return timeout.for_attempt(remaining)
+
+
 # -- mapping one exchange to a value or an error ---------------------------------------------
 
 

@@ -13,9 +13,8 @@ from typing import Any, TypeVar
 
 import httpx
 
-from . import _base, _contract
-from ._base import Call, FileInput, Timeout, new_idempotency_key
-from ._exceptions import APITimeoutError
+from . import _base
+from ._base import Call, FileInput, Timeout
 from ._models import HistoryEntry, SessionInfo
 from ._retry import RetryPolicy, run_with_retries
 
@@ -24,7 +23,7 @@ __all__ = ["PdffillrClient", "RetryPolicy", "SessionsResource", "Timeout"]
 T = TypeVar("T")
 
 
-class PdffillrClient:
+class PdffillrClient(_base.ConfiguredClient):
     """A client for the Pdffillr chat-sessions API.
 
     Make one at start-up and reuse it (it holds one connection pool); close it with ``close()``
@@ -53,38 +52,8 @@ class PdffillrClient:
             retry_policy=retry_policy,
         )
         self._sleep = sleep or time.sleep
-        self._http = httpx.Client(
-            base_url=self._config.base_url,
-            headers=self._config.headers,
-            timeout=self._config.timeout.for_attempt(None),
-            transport=transport,
-            follow_redirects=False,
-        )
+        self._http = httpx.Client(transport=transport, **self._http_options())
         self.sessions = SessionsResource(self)
-
-    @property
-    def base_url(self) -> str:
-        return self._config.base_url
-
-    @property
-    def timeout(self) -> Timeout:
-        return self._config.timeout
-
-    @property
-    def max_retries(self) -> int:
-        return self._config.max_retries
-
-    @property
-    def retry_policy(self) -> RetryPolicy:
-        return self._config.retry_policy
-
-    @property
-    def key_scope(self) -> str:
-        """The one-way fingerprint of the key that scopes cached rows (never the key)."""
-        return self._config.key_scope
-
-    def __repr__(self) -> str:
-        return f"PdffillrClient(base_url={self.base_url!r}, key_scope={self.key_scope!r})"
 
     def close(self) -> None:
         """Close the connection pool. Idempotent."""
@@ -118,28 +87,15 @@ class PdffillrClient:
         the retry loop (or given as ``idempotency_key``), and sent unchanged on every attempt: a
         retry after a lost reply can never create a second session or send a message twice.
         """
-        headers: dict[str, str] = {}
-        if not idempotent or idempotency_key is not None:
-            headers[_contract.IDEMPOTENCY_HEADER] = idempotency_key or new_idempotency_key()
+        headers = _base.idempotency_headers(idempotent, idempotency_key)
         timeout = self.timeout
-        deadline = None if timeout.total is None else time.monotonic() + timeout.total
+        deadline = _base.deadline_of(timeout, time.monotonic())
 
         def attempt(number: int) -> httpx.Response:
-            remaining = None if deadline is None else deadline - time.monotonic()
-            if remaining is not None and remaining <= 0:
-                raise APITimeoutError(
-                    f"{method} {path}: the total timeout of {timeout.total} s ran out",
-                    method=method,
-                    url=path,
-                )
+            limits = _base.attempt_timeout(timeout, deadline, time.monotonic(), method, path)
             try:
                 response = self._http.request(
-                    method,
-                    path,
-                    json=json,
-                    files=files,
-                    headers=headers,
-                    timeout=timeout.for_attempt(remaining),
+                    method, path, json=json, files=files, headers=headers, timeout=limits
                 )
             except httpx.TransportError as exc:
                 raise _base.transport_error(exc, method, path) from exc
