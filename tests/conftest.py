@@ -109,9 +109,3 @@ def emulator() -> Iterator[Any]:
 
     with Emulator(port=0) as emu:
         yield emu
-
-
-@pytest.fixture
-def no_sleep() -> list[float]:
-    """A list that records the retry waits instead of sleeping them."""
-    return []
