@@ -409,7 +409,7 @@ def main() -> None:
     """Read, search and export the local history of Pdffillr sessions; sync it; end leaks.
 
     The history cache is written by the library (every Session mirrors into it) and by
-    ``sync``. The offline commands never write to it and need no API key. ``sync`` and ``reap``
+    `sync`. The offline commands never write to it and need no API key. `sync` and `reap`
     use the key in $PDFFILLR_API_KEY and the server in $PDFFILLR_BASE_URL.
     """
 
@@ -449,7 +449,7 @@ def sessions(
     """List the cached sessions, newest first.
 
     LOCAL is what this machine knows beyond the server: "open" (a with-block opened it and has
-    not ended it yet, or was killed) and "end pending" (ending it failed): see ``reap``.
+    not ended it yet, or was killed) and "end pending" (ending it failed): see `reap`.
     """
     with _open_readonly(db) as cache:
         found = cache.sessions(status=status, limit=limit, since=since)
@@ -670,7 +670,7 @@ def _markdown(s: CachedSession, entries: Sequence[HistoryEntry]) -> str:
 def stats(as_json: bool, db: Path | None) -> None:
     """Counts per status and key scope, entries, file size, schema version, date range.
 
-    --json prints ``HistoryCache.stats()`` as it is (its keys are the stable shape).
+    --json prints `HistoryCache.stats()` as it is (its keys are the stable shape).
     """
     with _open_readonly(db) as cache:
         data = cache.stats()
