@@ -69,6 +69,7 @@ class AsyncPdffillrClient(_base.ConfiguredClient):
 
     async def run(self, call: Call[T]) -> T:
         """Run one ``Call`` with retries (one Idempotency-Key for all its attempts)."""
+        _base.ensure_open(self._http.is_closed, type(self).__name__)
         method, path = call.method, call.path
         headers = _base.idempotency_headers(call.idempotent, call.idempotency_key)
         timeout = self.timeout

@@ -21,6 +21,7 @@ from ._exceptions import (
     APIConnectionError,
     APIStatusError,
     APITimeoutError,
+    ClientClosedError,
     ConfigurationError,
     InvalidInputError,
     SessionEndedError,
@@ -96,19 +97,30 @@ def resolve_config(
         raise ConfigurationError(
             f"No API key: pass api_key=... or set the {_contract.ENV_API_KEY} environment variable."
         )
-    if not isinstance(key, str) or any(c.isspace() or ord(c) < 32 for c in key):
+    if not isinstance(key, str) or not key.isascii() or not key.isprintable() or " " in key:
+        # A header value must be printable ASCII; the key is never echoed, not even in part.
         raise ConfigurationError(
-            "The API key is malformed (it must be a string with no whitespace or "
-            "control characters); its value is not shown."
+            "The API key is malformed (it must be printable ASCII with no whitespace); "
+            "its value is not shown."
         )
     url = base_url or os.environ.get(_contract.ENV_BASE_URL) or _contract.DEFAULT_BASE_URL
-    parsed = httpx.URL(url)
+    try:
+        parsed = httpx.URL(url)
+    except (httpx.InvalidURL, TypeError) as exc:
+        raise ConfigurationError(f"base_url is not a valid URL ({exc})") from None
     if parsed.scheme not in ("http", "https") or not parsed.host:
         raise ConfigurationError(f"base_url must be an http(s) URL, got {url!r}")
-    if max_retries < 0:
-        raise ConfigurationError("max_retries must be >= 0")
+    if parsed.query or parsed.fragment:
+        raise ConfigurationError(f"base_url must not have a query or fragment, got {url!r}")
+    if not isinstance(max_retries, int) or max_retries < 0:
+        raise ConfigurationError("max_retries must be an integer >= 0")
     if not isinstance(timeout, Timeout):
-        timeout = Timeout() if timeout is None else Timeout(float(timeout))
+        try:
+            timeout = Timeout() if timeout is None else Timeout(float(timeout))
+        except (TypeError, ValueError) as exc:
+            raise ConfigurationError(
+                f"timeout must be a positive number of seconds ({exc})"
+            ) from None
     return ClientConfig(
         api_key=key,
         base_url=str(parsed).rstrip("/"),
@@ -155,6 +167,11 @@ class ConfiguredClient:
             "timeout": self._config.timeout.for_attempt(None),
             "follow_redirects": False,
         }
+
+
+def ensure_open(is_closed: bool, name: str) -> None:
+    if is_closed:
+        raise ClientClosedError(f"this {name} has been closed: make a new one (nothing was sent)")
 
 
 def idempotency_headers(idempotent: bool, idempotency_key: str | None) -> dict[str, str]:
@@ -243,11 +260,22 @@ def validate_session_id(session_id: object) -> str:
     return session_id
 
 
+def _encodable(text: str, what: str) -> str:
+    """Refuse text that cannot be sent as UTF-8 (lone surrogates), before any request."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise InvalidInputError(
+            f"{what} is not valid Unicode text (a lone surrogate at position {exc.start})"
+        ) from None
+    return text
+
+
 def validate_title(title: object) -> str | None:
     """A title is a string or None; anything else is refused before any request or write."""
     if title is not None and not isinstance(title, str):
         raise InvalidInputError(f"title must be a string or None, got {type(title).__name__}")
-    return title
+    return None if title is None else _encodable(title, "title")
 
 
 def create_call(title: str | None, idempotency_key: str | None) -> Call[SessionInfo]:
@@ -294,6 +322,7 @@ def send_call(session_id: str, content: str) -> Call[list[HistoryEntry]]:
         raise InvalidInputError(f"content must be a string, got {type(content).__name__}")
     if not content:
         raise InvalidInputError("content must not be empty")
+    _encodable(content, "content")
     return Call(
         method="POST",
         path=_contract.messages_path(sid),
@@ -324,8 +353,10 @@ def attach_call(
     if url is not None:
         if not isinstance(url, str) or not url.startswith(("http://", "https://")):
             raise InvalidInputError("url must be an http(s) URL")
+        _encodable(url, "url")
         return Call(method="POST", path=path, json={"url": url}, idempotent=False, parse=parse)
     data, name = read_upload(file, filename)
+    _encodable(content_type, "content_type")
     return Call(
         method="POST",
         path=path,
@@ -337,18 +368,25 @@ def attach_call(
 
 def read_upload(file: FileInput | None, filename: str | None) -> tuple[bytes, str]:
     """The bytes and name of an upload, read once so every retry sends the same payload."""
+    if filename is not None:
+        _encodable(filename, "filename")
     if isinstance(file, bytes):
         return file, filename or "document.pdf"
     if isinstance(file, (str, os.PathLike)):
         p = Path(file)
         try:
-            return p.read_bytes(), filename or p.name
+            return p.read_bytes(), filename or _display_name(p.name)
         except OSError as exc:
             raise InvalidInputError(f"cannot read {str(p)!r}: {exc.strerror}") from exc
     if file is not None and hasattr(file, "read"):
         data = file.read()
         if not isinstance(data, bytes):
             raise InvalidInputError("file must be opened in binary mode")
-        name = filename or Path(str(getattr(file, "name", "document.pdf"))).name
+        name = filename or _display_name(Path(str(getattr(file, "name", "document.pdf"))).name)
         return data, name
     raise InvalidInputError("file must be a path, bytes or a binary file object")
+
+
+def _display_name(name: str) -> str:
+    """A file name as UTF-8 text: undecodable bytes of a POSIX name become U+FFFD."""
+    return os.fsencode(name).decode("utf-8", errors="replace")

@@ -349,14 +349,25 @@ def _inspect(conn: sqlite3.Connection, path: Path) -> list[str]:
     return applied
 
 
+def _can_write_wal_index(path: Path) -> bool:
+    """Whether a reader can use (or create) the ``-shm`` file next to a WAL database."""
+    shm = path.with_name(path.name + "-shm")
+    if shm.exists():
+        return os.access(shm, os.R_OK | os.W_OK)
+    return os.access(path.parent, os.W_OK | os.X_OK)
+
+
 def _ensure_private_file(path: Path) -> None:
     parent = path.parent
-    if not parent.exists():
+    missing = [d for d in (parent, *parent.parents) if not d.exists()]
+    for directory in reversed(missing):  # every directory we create is private, not just the last
         try:
-            os.makedirs(parent, mode=0o700, exist_ok=True)
-            os.chmod(parent, 0o700)
+            os.mkdir(directory, 0o700)
+            os.chmod(directory, 0o700)  # whatever the umask
+        except FileExistsError:
+            continue
         except OSError as exc:
-            raise CacheError(f"cannot create the cache directory {parent}: {exc}") from None
+            raise CacheError(f"cannot create the cache directory {directory}: {exc}") from None
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     except FileExistsError:
@@ -522,6 +533,11 @@ class HistoryCache:
                 raise CacheError(f"no cache at {path}")
             _check_file(path)
             uri = "file:" + quote(str(path.absolute())) + "?mode=ro"
+            if not _can_write_wal_index(path):
+                # A read-only directory or file system: a WAL reader cannot create its -shm
+                # file. Read the file as immutable (no locks, no WAL index); what a writer
+                # left in an un-checkpointed -wal is then not seen.
+                uri += "&immutable=1"
             try:
                 conn = sqlite3.connect(
                     uri,

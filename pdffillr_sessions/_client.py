@@ -87,6 +87,7 @@ class PdffillrClient(_base.ConfiguredClient):
         the retry loop (or given as ``idempotency_key``), and sent unchanged on every attempt: a
         retry after a lost reply can never create a second session or send a message twice.
         """
+        _base.ensure_open(self._http.is_closed, type(self).__name__)
         headers = _base.idempotency_headers(idempotent, idempotency_key)
         timeout = self.timeout
         deadline = _base.deadline_of(timeout, time.monotonic())

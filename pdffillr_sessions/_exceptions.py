@@ -26,6 +26,10 @@ class InvalidInputError(PdffillrError, ValueError):
     """An argument was refused before any request (an empty session id, a non-string title)."""
 
 
+class ClientClosedError(PdffillrError, RuntimeError):
+    """A closed client was used: nothing was sent."""
+
+
 class SessionStateError(PdffillrError, RuntimeError):
     """A ``Session`` was used out of order (entered twice, used before its block)."""
 

@@ -14,12 +14,14 @@ from __future__ import annotations
 import builtins
 import logging
 import os
+import threading
+from collections.abc import Callable
 from types import TracebackType
 from typing import IO, TYPE_CHECKING, Any, Literal
 
 import attrs
 
-from ._base import new_idempotency_key, validate_title
+from ._base import new_idempotency_key, validate_session_id, validate_title
 from ._client import PdffillrClient
 from ._exceptions import (
     APIConnectionError,
@@ -75,6 +77,9 @@ class Session:
     (``PDFFILLR_SESSIONS_DB`` or the user data directory), a path, a ``HistoryCache``, or
     ``False`` for no mirroring. To continue an existing session without creating or ending it,
     use ``Session.resume(client, session_id)``.
+
+    A Session may be shared by threads: its calls run one at a time, so the cache holds the
+    entries in the order the server appended them.
     """
 
     def __init__(
@@ -92,6 +97,10 @@ class Session:
         self._info: SessionInfo | None = None
         self._state = _NEW
         self._ends_on_exit = True
+        self._ended_upstream = False  # a send was refused with 409: ended by someone else
+        # One call at a time: a Session shared by threads sends in turn, so the cache holds the
+        # entries in the order the server appended them.
+        self._lock = threading.RLock()
 
     # -- construction for existing sessions ---------------------------------------------------
 
@@ -108,6 +117,7 @@ class Session:
         Use it directly or in a ``with`` block (which then only closes the cache). Raises
         ``NotFoundError`` if the key has no such session. Call ``end()`` to end it explicitly.
         """
+        validate_session_id(session_id)
         info = next((s for s in client.sessions.list() if s.session_id == session_id), None)
         if info is None:
             raise NotFoundError(
@@ -143,7 +153,7 @@ class Session:
     @property
     def ended(self) -> bool:
         """True once this session is ended (by this object, or found ended upstream)."""
-        return self._state == _CLOSED
+        return self._state == _CLOSED or self._ended_upstream
 
     @property
     def cache(self) -> HistoryCache | None:
@@ -215,6 +225,10 @@ class Session:
 
     def _finish(self, block_exc: BaseException | None) -> None:
         """Mirror the final history (best effort), end the session, record the outcome."""
+        with self._lock:
+            self._finish_locked(block_exc)
+
+    def _finish_locked(self, block_exc: BaseException | None) -> None:
         self._state = _CLOSED  # no more sends, whatever happens below
         interrupted: BaseException | None = None
         if self._cache is not None:
@@ -258,14 +272,7 @@ class Session:
 
     def send(self, content: str) -> builtins.list[HistoryEntry]:
         """Send a message; returns the appended entries, mirrored into the cache at once."""
-        self._require_open("send")
-        try:
-            entries = self._client.sessions.send(self.session_id, content)
-        except SessionEndedError:
-            self._state = _CLOSED
-            raise
-        self._append(entries)
-        return entries
+        return self._appending("send", lambda sid: self._client.sessions.send(sid, content))
 
     def attach(
         self,
@@ -276,18 +283,41 @@ class Session:
         content_type: str = "application/pdf",
     ) -> builtins.list[HistoryEntry]:
         """Attach a document (upload or URL); returns the appended entries, mirrored at once."""
-        self._require_open("attach a document to")
-        entries = self._client.sessions.attach(
-            self.session_id, file=file, url=url, filename=filename, content_type=content_type
+        return self._appending(
+            "attach a document to",
+            lambda sid: self._client.sessions.attach(
+                sid, file=file, url=url, filename=filename, content_type=content_type
+            ),
         )
-        self._append(entries)
-        return entries
+
+    def _appending(
+        self, verb: str, call: Callable[[str], builtins.list[HistoryEntry]]
+    ) -> builtins.list[HistoryEntry]:
+        with self._lock:
+            self._require_open(verb)
+            try:
+                entries = call(self.session_id)
+            except SessionEndedError:
+                self._found_ended_upstream()
+                raise
+            self._append(entries)
+            return entries
+
+    def _found_ended_upstream(self) -> None:
+        """The server says the session has ended (someone else ended it)."""
+        self._ended_upstream = True
+        self._info = attrs.evolve(self.info, status="ended")
+        if not self._ends_on_exit:  # no __exit__ will record it: do it now
+            self._state = _CLOSED
+            self._cache_write("mark the session ended", lambda c: c.mark_ended(self.session_id))
+        # A with-block's __exit__ still mirrors the final history and records the end.
 
     def history(self) -> builtins.list[HistoryEntry]:
         """Fetch the full history from the server, mirror it, and return it (oldest first)."""
-        entries = self._client.sessions.messages(self.session_id)
-        self._mirror(entries)
-        return entries
+        with self._lock:
+            entries = self._client.sessions.messages(self.session_id)
+            self._mirror(entries)
+            return entries
 
     def end(self) -> None:
         """End the session now (also for a resumed session). Ending twice is harmless."""
@@ -303,7 +333,7 @@ class Session:
     def _require_open(self, verb: str) -> None:
         if self._state == _NEW:
             raise SessionStateError("the session has not been created yet: enter the with-block")
-        if self._state == _CLOSED:
+        if self._state == _CLOSED or self._ended_upstream:
             raise SessionEndedError(
                 f"session {self._info.session_id if self._info else '?'} has ended; cannot {verb} "
                 "it (no request was sent)",

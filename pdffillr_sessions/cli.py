@@ -794,82 +794,81 @@ def sync(
     """
     from ._cache import HistoryCache
 
-    with (
-        _make_client(base_url) as client,
-        HistoryCache(_resolve_db(db), scope=client.key_scope) as cache,
-    ):
-        before = {s.session_id: s for s in cache.sessions()}
+    with _make_client(base_url) as client:
+        # Listed before the cache is opened: an unreachable server leaves no new file behind.
         listed = all_listed = client.sessions.list()
-        if session_ids:
-            by_id = {info.session_id: info for info in listed}
-            missing = [sid for sid in session_ids if sid not in by_id]
-            if missing:
-                raise click.ClickException(
-                    f"no session {missing[0]!r} under this API key"
-                    + (f" (and {len(missing) - 1} more)" if len(missing) > 1 else "")
+        with HistoryCache(_resolve_db(db), scope=client.key_scope) as cache:
+            before = {s.session_id: s for s in cache.sessions()}
+            if session_ids:
+                by_id = {info.session_id: info for info in listed}
+                missing = [sid for sid in session_ids if sid not in by_id]
+                if missing:
+                    raise click.ClickException(
+                        f"no session {missing[0]!r} under this API key"
+                        + (f" (and {len(missing) - 1} more)" if len(missing) > 1 else "")
+                    )
+                listed = [by_id[sid] for sid in dict.fromkeys(session_ids)]
+            new = [i for i in listed if i.session_id not in before]
+            changed = [
+                i
+                for i in listed
+                if i.session_id in before
+                and (
+                    before[i.session_id].status != i.status
+                    or before[i.session_id].message_count != i.message_count
+                    or before[i.session_id].title != i.title
                 )
-            listed = [by_id[sid] for sid in dict.fromkeys(session_ids)]
-        new = [i for i in listed if i.session_id not in before]
-        changed = [
-            i
-            for i in listed
-            if i.session_id in before
-            and (
-                before[i.session_id].status != i.status
-                or before[i.session_id].message_count != i.message_count
-                or before[i.session_id].title != i.title
-            )
-        ]
-        cache.upsert_sessions(listed)
-        stale = [
-            i
-            for i in listed
-            if i.session_id not in before or before[i.session_id].entry_count != i.message_count
-        ]
-        stale = [i for i in stale if i.message_count > 0 or i.session_id in before]
-        added = 0
-        fetched = 0
+            ]
+            cache.upsert_sessions(listed)
+            stale = [
+                i
+                for i in listed
+                if i.session_id not in before or before[i.session_id].entry_count != i.message_count
+            ]
+            stale = [i for i in stale if i.message_count > 0 or i.session_id in before]
+            added = 0
+            fetched = 0
 
-        def fetch(infos: Iterable[Any]) -> None:
-            nonlocal added, fetched
-            for info in infos:
-                entries = client.sessions.messages(info.session_id)
-                added += cache.mirror_history(info.session_id, entries)
-                fetched += 1
+            def fetch(infos: Iterable[Any]) -> None:
+                nonlocal added, fetched
+                for info in infos:
+                    entries = client.sessions.messages(info.session_id)
+                    added += cache.mirror_history(info.session_id, entries)
+                    fetched += 1
 
-        if stale and _is_tty():
-            with click.progressbar(
-                stale,
-                label="Fetching histories",
-                file=sys.stderr,
-                item_show_func=lambda i: i.session_id if i is not None else None,
-            ) as bar:
-                fetch(bar)
-        else:
-            fetch(stale)
-        upstream = {i.session_id for i in all_listed}
-        gone = [] if session_ids else sorted(set(before) - upstream)
-    summary = {
-        "sessions": len(listed),
-        "new": len(new),
-        "changed": len(changed),
-        "unchanged": len(listed) - len(new) - len(changed),
-        "histories_fetched": fetched,
-        "entries_added": added,
-        "not_listed_upstream": len(gone),
-    }
-    if as_json:
-        _emit_json(summary, nl=False)
-        return
-    text = (
-        f"Synced {summary['sessions']} session(s): {summary['new']} new, "
-        f"{summary['changed']} changed, {summary['unchanged']} unchanged; "
-        f"fetched {fetched} histor{'y' if fetched == 1 else 'ies'}, added {added} entr"
-        f"{'y' if added == 1 else 'ies'}."
-    )
-    if gone:
-        text += f" {len(gone)} cached session(s) are no longer listed by the server (kept)."
-    _write(text + "\n")
+            if stale and _is_tty():
+                with click.progressbar(
+                    stale,
+                    label="Fetching histories",
+                    file=sys.stderr,
+                    item_show_func=lambda i: i.session_id if i is not None else None,
+                ) as bar:
+                    fetch(bar)
+            else:
+                fetch(stale)
+            upstream = {i.session_id for i in all_listed}
+            gone = [] if session_ids else sorted(set(before) - upstream)
+        summary = {
+            "sessions": len(listed),
+            "new": len(new),
+            "changed": len(changed),
+            "unchanged": len(listed) - len(new) - len(changed),
+            "histories_fetched": fetched,
+            "entries_added": added,
+            "not_listed_upstream": len(gone),
+        }
+        if as_json:
+            _emit_json(summary, nl=False)
+            return
+        text = (
+            f"Synced {summary['sessions']} session(s): {summary['new']} new, "
+            f"{summary['changed']} changed, {summary['unchanged']} unchanged; "
+            f"fetched {fetched} histor{'y' if fetched == 1 else 'ies'}, added {added} entr"
+            f"{'y' if added == 1 else 'ies'}."
+        )
+        if gone:
+            text += f" {len(gone)} cached session(s) are no longer listed by the server (kept)."
+        _write(text + "\n")
 
 
 @main.command()

@@ -22,7 +22,7 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
 from email.message import Message
-from email.parser import BytesHeaderParser
+from email.parser import HeaderParser
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import unquote, urlsplit
@@ -115,7 +115,8 @@ def parse_multipart(body: bytes, content_type: str) -> list[_Part]:
                 raise ApiError(400, "malformed multipart part headers")
         else:
             head, data = chunk[:head_end], chunk[head_end + 4 :]
-        headers = BytesHeaderParser().parsebytes(head + b"\r\n\r\n")
+        # Part headers are UTF-8 (what browsers and httpx send for non-ASCII file names).
+        headers = HeaderParser().parsestr((head + b"\r\n\r\n").decode("utf-8", "replace"))
         name = headers.get_param("name", header="content-disposition")
         filename = headers.get_filename()
         parts.append(
