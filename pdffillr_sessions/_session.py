@@ -367,6 +367,12 @@ class Session:
         except PdffillrError as exc:
             logger.error("could not end session %s: %s", self.session_id, exc)
 
+    def close(self) -> None:
+        """Close the cache this Session opened (a with-block does it on exit). It does NOT end
+        the session: for a resumed session used without ``with``, call ``end()`` for that."""
+        with self._lock:
+            self._close_cache()
+
     def _close_cache(self) -> None:
         if self._owns_cache and self._cache is not None:
             self._cache.close()

@@ -244,3 +244,15 @@ def test_sync_against_an_unreachable_server_leaves_no_file(tmp_path: Path) -> No
     )
     assert result.exit_code == 1 and result.output.startswith("Error: ")
     assert not db.exists()
+
+
+def test_a_resumed_session_closes_its_own_cache(client: PdffillrClient, tmp_path: Path) -> None:
+    info = client.sessions.create()
+    s = Session.resume(client, info.session_id, cache=tmp_path / "r.db")
+    assert s.cache is not None
+    s.close()
+    assert s.cache is None
+    s.send("still works, no longer mirrored")
+    s.close()  # idempotent
+    with HistoryCache(tmp_path / "r.db") as cache:
+        assert cache.history(info.session_id) == []
