@@ -42,7 +42,7 @@ if str(ROOT) not in sys.path:  # run from anywhere: benchmark the working tree's
 import httpx  # noqa: E402
 
 from pdffillr_sessions import HistoryEntry, PdffillrClient, Session, SessionInfo  # noqa: E402
-from pdffillr_sessions._cache import HistoryCache  # noqa: E402
+from pdffillr_sessions.cache import HistoryCache  # noqa: E402
 from pdffillr_sessions.emulator import Emulator  # noqa: E402
 
 SCOPE = "bench-scope"

@@ -3,8 +3,9 @@
 ``with Session(client, title=...) as s:`` opens a session and always ends it; retries never
 duplicate a create or a send; every history is mirrored into a local SQLite cache readable offline.
 
-Errors and models import eagerly (they are light). The client, the session wrapper and the cache
-are imported on first use, so that the offline command line never pays for httpx or tenacity.
+Errors and models import eagerly (they are light). The client, the session wrapper, the cache
+and the operations (``sync``, ``reap``, ``end_sessions``) are imported on first use, so that the
+offline command line never pays for httpx or tenacity.
 """
 
 from __future__ import annotations
@@ -36,9 +37,12 @@ from ._version import __version__
 
 if TYPE_CHECKING:
     from ._async_client import AsyncPdffillrClient
-    from ._cache import HistoryCache
     from ._client import PdffillrClient, RetryPolicy, Timeout
+    from ._end import EndOutcome, EndReport, end_sessions
+    from ._reap import ReapOutcome, ReapReport, reap
     from ._session import Session
+    from ._sync import SyncReport, sync
+    from .cache import CachedSession, CacheStats, CreateIntent, HistoryCache, SearchHit
 
 _LAZY = {
     "AsyncPdffillrClient": "._async_client",
@@ -46,7 +50,19 @@ _LAZY = {
     "RetryPolicy": "._client",
     "Timeout": "._client",
     "Session": "._session",
-    "HistoryCache": "._cache",
+    "HistoryCache": ".cache",
+    "CachedSession": ".cache",
+    "CacheStats": ".cache",
+    "CreateIntent": ".cache",
+    "SearchHit": ".cache",
+    "sync": "._sync",
+    "SyncReport": "._sync",
+    "reap": "._reap",
+    "ReapReport": "._reap",
+    "ReapOutcome": "._reap",
+    "end_sessions": "._end",
+    "EndReport": "._end",
+    "EndOutcome": "._end",
 }
 
 __all__ = [
@@ -57,8 +73,13 @@ __all__ = [
     "AuthenticationError",
     "BadRequestError",
     "CacheError",
+    "CacheStats",
+    "CachedSession",
     "ClientClosedError",
     "ConfigurationError",
+    "CreateIntent",
+    "EndOutcome",
+    "EndReport",
     "HistoryCache",
     "HistoryEntry",
     "InternalServerError",
@@ -69,13 +90,20 @@ __all__ = [
     "PermissionDeniedError",
     "ProtocolError",
     "RateLimitError",
+    "ReapOutcome",
+    "ReapReport",
     "RetryPolicy",
+    "SearchHit",
     "Session",
     "SessionEndedError",
     "SessionInfo",
     "SessionStateError",
+    "SyncReport",
     "Timeout",
     "__version__",
+    "end_sessions",
+    "reap",
+    "sync",
 ]
 
 

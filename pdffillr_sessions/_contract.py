@@ -8,6 +8,7 @@ module does I/O or imports anything heavy: the offline CLI imports it.
 
 from __future__ import annotations
 
+from typing import Final, Literal
 from urllib.parse import quote
 
 DEFAULT_BASE_URL = "https://api.pdffillr.ai"  # inferred
@@ -57,9 +58,24 @@ def documents_path(session_id: str) -> str:  # inferred path
 LIST_ENVELOPE_KEY = "data"  # a list may come bare or as {"data": [...]}
 ERROR_ENVELOPE_KEY = "error"  # {"error": {"type": ..., "message": ...}} (inferred)
 
-# Status values from the seed.
-STATUS_ACTIVE = "active"
-STATUS_ENDED = "ended"
+# Values the contract fixes. The Literal types say what a type checker may rely on; at run time
+# an unknown value from the server is kept as it is (never refused, never coerced).
+SessionStatus = Literal["active", "ended"]  # the seed
+EntryType = Literal["message", "document", "activity"]  # inferred
+Role = Literal["user", "assistant"]  # inferred; None for documents and activity
+
+STATUS_ACTIVE: Final = "active"
+STATUS_ENDED: Final = "ended"
+ENTRY_MESSAGE: Final = "message"
+ENTRY_DOCUMENT: Final = "document"
+ENTRY_ACTIVITY: Final = "activity"
+
+# What this machine knows beyond the server (the cache's ``local_state``), not the wire.
+LocalState = Literal["open", "end_pending", "ended"]
+LOCAL_OPEN: Final = "open"  # a with-block opened it and has not ended it (or was killed)
+LOCAL_END_PENDING: Final = "end_pending"  # ending it failed: `reap` retries
+LOCAL_ENDED: Final = "ended"  # the end is confirmed
+LOCAL_PENDING: Final = (LOCAL_OPEN, LOCAL_END_PENDING)  # opened here, end not confirmed
 
 # Error types (inferred).
 ERROR_SESSION_ENDED = "session_ended"

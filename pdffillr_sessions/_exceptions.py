@@ -137,3 +137,8 @@ def status_error_class(status_code: int) -> type[APIStatusError]:
     if status_code >= 500:
         return InternalServerError
     return _BY_STATUS.get(status_code, APIStatusError)
+
+
+def one_line(message: object) -> str:
+    """An error message as one line (a server's message may hold newlines)."""
+    return " ".join(str(message).split()) or "unknown error"

@@ -11,11 +11,12 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
 import attrs
 
 from . import _contract
+from ._contract import EntryType, Role, SessionStatus
 from ._exceptions import ProtocolError
 
 __all__ = [
@@ -32,11 +33,15 @@ __all__ = [
 
 @attrs.frozen(kw_only=True)
 class SessionInfo:
-    """One session as the server describes it (the seed's Session object)."""
+    """One session as the server describes it (the seed's Session object).
+
+    ``status`` is ``"active"`` or ``"ended"``; a value the contract does not know is kept as the
+    server sent it.
+    """
 
     session_id: str
     title: str | None
-    status: str
+    status: SessionStatus
     message_count: int
     created_at: datetime
     raw: Mapping[str, Any] = attrs.field(repr=False, factory=dict)
@@ -52,12 +57,16 @@ class SessionInfo:
 
 @attrs.frozen(kw_only=True)
 class HistoryEntry:
-    """One item of a session's history: a message, an attached document or an activity."""
+    """One item of a session's history: a message, an attached document or an activity.
+
+    ``type`` and ``role`` are typed with the contract's values; other values the server sends
+    are kept as they are.
+    """
 
     id: str
     session_id: str
-    type: str
-    role: str | None
+    type: EntryType
+    role: Role | None
     content: str | None
     created_at: datetime
     raw: Mapping[str, Any] = attrs.field(repr=False, factory=dict)
@@ -158,7 +167,7 @@ def parse_session(obj: Any, *, what: str = "session") -> SessionInfo:
                 return SessionInfo(
                     session_id=sid,
                     title=title,
-                    status=status,
+                    status=cast(SessionStatus, status),
                     message_count=count,
                     created_at=created_at,
                     raw=dict(obj),
@@ -177,7 +186,7 @@ def _parse_session(obj: Any, what: str) -> SessionInfo:
     return SessionInfo(
         session_id=session_id,
         title=_optional_str(obj, "title", what),
-        status=_require(obj, "status", str, what),
+        status=cast(SessionStatus, _require(obj, "status", str, what)),
         message_count=message_count,
         created_at=parse_datetime(
             _require(obj, "created_at", str, what), what=f"{what}.created_at"
@@ -206,8 +215,8 @@ def parse_entry(obj: Any, *, session_id: str, what: str = "history entry") -> Hi
                 return HistoryEntry(
                     id=entry_id,
                     session_id=session_id,
-                    type=type_,
-                    role=role,
+                    type=cast(EntryType, type_),
+                    role=cast("Role | None", role),
                     content=content,
                     created_at=created_at,
                     raw=dict(obj),
@@ -223,8 +232,8 @@ def _parse_entry(obj: Any, session_id: str, what: str) -> HistoryEntry:
     return HistoryEntry(
         id=entry_id,
         session_id=session_id,
-        type=_require(obj, "type", str, what),
-        role=_optional_str(obj, "role", what),
+        type=cast(EntryType, _require(obj, "type", str, what)),
+        role=cast("Role | None", _optional_str(obj, "role", what)),
         content=_optional_str(obj, "content", what),
         created_at=parse_datetime(
             _require(obj, "created_at", str, what), what=f"{what}.created_at"

@@ -25,7 +25,6 @@ from ._base import new_idempotency_key, validate_session_id, validate_title
 from ._client import PdffillrClient
 from ._exceptions import (
     APIConnectionError,
-    ConfigurationError,
     InternalServerError,
     NotFoundError,
     PdffillrError,
@@ -35,36 +34,13 @@ from ._exceptions import (
 from ._models import HistoryEntry, SessionInfo
 
 if TYPE_CHECKING:
-    from ._cache import HistoryCache
+    from .cache import CacheArg, HistoryCache
 
 __all__ = ["Session"]
 
 logger = logging.getLogger("pdffillr_sessions")
 
 _NEW, _OPEN, _CLOSED = "new", "open", "closed"
-
-
-def open_cache(
-    client: PdffillrClient, cache: HistoryCache | str | os.PathLike[str] | bool | None
-) -> tuple[HistoryCache | None, bool]:
-    """The cache a session writes to, scoped to the client's key, and whether we own it.
-
-    ``None`` is the default file, ``False`` turns mirroring off, a path opens that file, and a
-    ``HistoryCache`` is used as given (scoped to this client's key).
-    """
-    if cache is False:
-        return None, False
-    from ._cache import HistoryCache
-
-    if isinstance(cache, HistoryCache):
-        if cache.scope not in (None, client.key_scope):
-            raise ConfigurationError(
-                "this HistoryCache is scoped to another API key than the client's"
-            )
-        return cache.for_scope(client.key_scope), False
-    if cache is None or cache is True:
-        return HistoryCache(scope=client.key_scope), True
-    return HistoryCache(cache, scope=client.key_scope), True
 
 
 class Session:
@@ -87,7 +63,7 @@ class Session:
         client: PdffillrClient,
         title: str | None = None,
         *,
-        cache: HistoryCache | str | os.PathLike[str] | bool | None = None,
+        cache: CacheArg = None,
     ) -> None:
         self._client = client
         self._title = validate_title(title)
@@ -110,7 +86,7 @@ class Session:
         client: PdffillrClient,
         session_id: str,
         *,
-        cache: HistoryCache | str | os.PathLike[str] | bool | None = None,
+        cache: CacheArg = None,
     ) -> Session:
         """A handle on an existing session: it is neither created nor ended by this object.
 
@@ -129,7 +105,7 @@ class Session:
         self._info = info
         self._ends_on_exit = False
         self._state = _OPEN if info.active else _CLOSED
-        self._cache, self._owns_cache = open_cache(client, cache)
+        self._cache, self._owns_cache = _open_cache(client, cache)
         self._cache_write("record the resumed session", lambda c: c.upsert_sessions([info]))
         return self
 
@@ -174,7 +150,7 @@ class Session:
 
     def _open(self) -> None:
         self._state = _OPEN  # from here on a second __enter__ is refused
-        self._cache, self._owns_cache = open_cache(self._client, self._cache_arg)
+        self._cache, self._owns_cache = _open_cache(self._client, self._cache_arg)
         key = new_idempotency_key()
         cache = self._cache
         if cache is not None:
@@ -378,6 +354,12 @@ class Session:
             self._cache.close()
             self._cache = None
             self._owns_cache = False
+
+
+def _open_cache(client: PdffillrClient, cache: CacheArg) -> tuple[HistoryCache | None, bool]:
+    from .cache import open_cache  # lazy: `import pdffillr_sessions` stays light
+
+    return open_cache(cache, client.key_scope)
 
 
 def _definitely_not_created(exc: BaseException) -> bool:

@@ -1,9 +1,11 @@
-"""The ``pdffillr-sessions`` command line: read the local history cache, sync it, reap leaks.
+"""The ``pdffillr-sessions`` command line: a thin shell over the library's operations.
 
-Offline commands (``path``, ``sessions``, ``show``, ``search``, ``export``, ``stats``,
-``check``) open the cache read-only: they never write to the file, never touch the network and
-need no key. They do not import httpx or tenacity either (the client is imported lazily by the
-online commands ``sync`` and ``reap``), so they start fast.
+Each command parses its options, calls one library operation and formats its result
+(``_cli_output``); no SQL, liveness or integrity logic lives here. Offline commands (``path``,
+``sessions``, ``show``, ``search``, ``export``, ``stats``, ``check``) open the cache read-only:
+they never write to the file, never touch the network and need no key. They do not import httpx
+or tenacity either (the client is imported lazily by the online commands ``sync``, ``reap`` and
+``end``), so they start fast.
 
 Conventions follow ``llm logs`` and ``sqlite-utils``: every command takes ``--db PATH`` (default
 ``$PDFFILLR_SESSIONS_DB`` or the user data directory), every listing takes ``--json`` (and
@@ -13,41 +15,32 @@ on stderr and a non-zero exit status, never a traceback; the API key never appea
 
 from __future__ import annotations
 
-import json
 import os
-import re
 import sqlite3
 import sys
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from datetime import UTC, datetime, timedelta
+from collections.abc import Callable
+from datetime import datetime, timedelta
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any, TypeVar
-from urllib.parse import quote as urllib_quote
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
+from . import _cli_output as out
 from . import _contract
-from ._exceptions import BadRequestError, NotFoundError, PdffillrError
+from ._durations import parse_duration, parse_since
+from ._exceptions import PdffillrError, one_line
 from ._paths import default_cache_path
 from ._version import __version__
 
 if TYPE_CHECKING:
-    from ._cache import CachedSession, HistoryCache
     from ._client import PdffillrClient
-    from ._models import HistoryEntry
+    from .cache import CachedSession, HistoryCache
 
 __all__ = ["main", "parse_duration", "parse_since"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
-#: The default of ``reap --older-than``: see the ``reap`` help for why it is not 0.
-REAP_DEFAULT_OLDER_THAN = "1h"
-
 # -- errors ------------------------------------------------------------------------------------
-
-
-def _one_line(text: str) -> str:
-    return " ".join(str(text).split()) or "unknown error"
 
 
 def _os_error_message(exc: OSError) -> str:
@@ -64,15 +57,15 @@ class _Group(click.Group):
         try:
             return super().invoke(ctx)
         except PdffillrError as exc:
-            raise click.ClickException(_one_line(str(exc))) from None
+            raise click.ClickException(one_line(exc)) from None
         except sqlite3.Error as exc:
-            raise click.ClickException(_one_line(f"database error: {exc}")) from None
+            raise click.ClickException(one_line(f"database error: {exc}")) from None
         except BrokenPipeError:
             # `pdffillr-sessions sessions | head`: stop quietly, like the other Unix tools.
             _silence_stdout()
             ctx.exit(1)
         except OSError as exc:
-            raise click.ClickException(_one_line(_os_error_message(exc))) from None
+            raise click.ClickException(one_line(_os_error_message(exc))) from None
 
 
 def _silence_stdout() -> None:
@@ -118,42 +111,6 @@ def _resolve_db(db: Path | None) -> Path:
     return db if db is not None else default_cache_path()
 
 
-_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)\s*(w|d|h|m|s)", re.IGNORECASE)
-_UNIT_SECONDS = {"w": 604800.0, "d": 86400.0, "h": 3600.0, "m": 60.0, "s": 1.0}
-
-
-def parse_duration(value: str) -> timedelta:
-    """``7d``, ``12h``, ``30m``, ``45s``, ``2w``, combinations (``1h30m``), or ``0``."""
-    text = value.strip()
-    if re.fullmatch(r"0+(\.0+)?", text):
-        return timedelta(0)
-    pos, total, matched = 0, 0.0, False
-    for m in _DURATION_PART.finditer(text):
-        if text[pos : m.start()].strip():
-            break
-        total += float(m.group(1)) * _UNIT_SECONDS[m.group(2).lower()]
-        pos, matched = m.end(), True
-    if not matched or text[pos:].strip():
-        raise ValueError(f"{value!r} is not a duration like 7d, 12h, 30m, 45s or 1h30m")
-    return timedelta(seconds=total)
-
-
-def parse_since(value: str, *, now: datetime | None = None) -> datetime:
-    """A duration back from now (``7d``) or an ISO 8601 date or time (naive is taken as UTC)."""
-    try:
-        return (now or datetime.now(UTC)) - parse_duration(value)
-    except ValueError:
-        pass
-    try:
-        moment = datetime.fromisoformat(value.strip())
-    except ValueError:
-        raise ValueError(
-            f"{value!r} is neither an ISO date/time (2026-01-31, 2026-01-31T12:00Z) nor a "
-            "duration (7d, 12h)"
-        ) from None
-    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
-
-
 def _since_callback(ctx: click.Context, param: click.Parameter, value: str | None) -> Any:
     if value is None:
         return None
@@ -170,211 +127,7 @@ def _duration_callback(ctx: click.Context, param: click.Parameter, value: str) -
         raise click.BadParameter(str(exc), ctx, param) from None
 
 
-# -- output ------------------------------------------------------------------------------------
-
-_LONE_SURROGATE = re.compile(r"[\ud800-\udfff]")
-
-
-def _dumps(obj: Any, *, indent: int | None = None) -> str:
-    """JSON with the text as it is (``ensure_ascii=False``); lone surrogates stay escaped."""
-    text = json.dumps(obj, ensure_ascii=False, indent=indent)
-    # Only a lone surrogate cannot be written as UTF-8; in JSON it can only sit inside a string,
-    # where its \\u escape is equally valid and decodes back to the same str.
-    return _LONE_SURROGATE.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
-
-
-def _write(text: str, stream: IO[bytes] | None = None) -> None:
-    """Write UTF-8 whatever the locale says (emoji and NULs must survive a pipe)."""
-    data = text.encode("utf-8", errors="backslashreplace")
-    if stream is not None:
-        stream.write(data)
-        return
-    sys.stdout.flush()
-    buffer: IO[bytes] | None = getattr(sys.stdout, "buffer", None)
-    if buffer is None:  # pragma: no cover - a text-only stdout (an IDE console)
-        sys.stdout.write(data.decode("utf-8"))
-        sys.stdout.flush()
-        return
-    buffer.write(data)
-    buffer.flush()
-
-
-def _emit_json(items: Any, *, nl: bool) -> None:
-    if nl and isinstance(items, list):
-        _write("".join(_dumps(item) + "\n" for item in items))
-    else:
-        _write(_dumps(items, indent=2) + "\n")
-
-
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
-
-
-def _visible(m: re.Match[str]) -> str:
-    return f"\\x{ord(m.group()):02x}"
-
-
-def _cell(value: Any, width: int | None = None) -> str:
-    """One table cell: one line, control characters made visible, cut to ``width``."""
-    if value is None:
-        return ""
-    text = str(value).replace("\r\n", " ").replace("\n", " ").replace("\t", " ")
-    text = _CONTROL.sub(_visible, text)
-    if width is not None and len(text) > width:
-        text = text[: max(width - 1, 0)] + "…"
-    return text
-
-
-def _table(headers: Sequence[str], rows: Iterable[Sequence[str]]) -> str:
-    rows = [list(r) for r in rows]
-    widths = [len(h) for h in headers]
-    for r in rows:
-        for i, c in enumerate(r):
-            widths[i] = max(widths[i], len(c))
-    lines = ["  ".join(h.ljust(widths[i]) for i, h in enumerate(headers)).rstrip()]
-    lines.append("  ".join("-" * w for w in widths))
-    lines.extend("  ".join(c.ljust(widths[i]) for i, c in enumerate(r)).rstrip() for r in rows)
-    return "\n".join(lines) + "\n"
-
-
-def _iso(value: Any) -> str | None:
-    """A timestamp as ISO 8601 text (``Z`` for UTC), whatever the cache handed back."""
-    if value is None:
-        return None
-    if isinstance(value, datetime):
-        text = value.isoformat()
-        return text[:-6] + "Z" if text.endswith("+00:00") else text
-    return str(value)
-
-
-def _short_time(value: Any) -> str:
-    """A timestamp for a table: ``2026-01-31 12:00:00`` (+ the offset when not UTC)."""
-    if value is None:
-        return ""
-    if isinstance(value, str):
-        try:
-            value = datetime.fromisoformat(value)
-        except ValueError:
-            return str(value)
-    if isinstance(value, datetime):
-        if value.tzinfo is not None and value.utcoffset() != timedelta(0):
-            return value.isoformat(sep=" ", timespec="seconds")
-        return value.replace(tzinfo=None).isoformat(sep=" ", timespec="seconds")
-    return str(value)
-
-
-def _as_datetime(value: Any) -> datetime | None:
-    if value is None:
-        return None
-    if isinstance(value, datetime):
-        moment = value
-    else:
-        try:
-            moment = datetime.fromisoformat(str(value))
-        except ValueError:
-            return None
-    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
-
-
-# -- the shapes of --json (stable keys) -------------------------------------------------------
-
-_SESSION_KEYS = (
-    "session_id",
-    "title",
-    "status",
-    "message_count",
-    "entry_count",
-    "created_at",
-    "ended_at",
-    "scope",
-    "local_state",
-    "local_error",
-    "opened_at",
-    "synced_at",
-)
-
-
-def _session_dict(s: CachedSession) -> dict[str, Any]:
-    return {
-        "session_id": s.session_id,
-        "title": s.title,
-        "status": s.status,
-        "message_count": s.message_count,
-        "entry_count": s.entry_count,
-        "created_at": _iso(s.created_at),
-        "ended_at": _iso(s.ended_at),
-        "scope": s.scope,
-        "local_state": s.local_state,
-        "local_error": s.local_error,
-        "opened_at": _iso(s.opened_at),
-        "synced_at": _iso(s.synced_at),
-    }
-
-
-def _raw(obj: Any) -> Mapping[str, Any]:
-    raw = getattr(obj, "raw", None)
-    if isinstance(raw, Mapping):
-        return raw
-    if isinstance(raw, str):  # a cache that hands back the stored JSON text
-        try:
-            parsed = json.loads(raw)
-        except ValueError:
-            return {}
-        return parsed if isinstance(parsed, Mapping) else {}
-    return {}
-
-
-def _session_object(s: CachedSession) -> dict[str, Any]:
-    """The session as the server sent it, with the cache's stable keys on top."""
-    out = _session_dict(s)
-    for key, value in _raw(s).items():
-        out.setdefault(key, value)
-    return out
-
-
-def _entry_time(e: HistoryEntry) -> str | None:
-    raw_time = _raw(e).get("created_at")
-    return raw_time if isinstance(raw_time, str) else _iso(e.created_at)
-
-
-def _entry_dict(e: HistoryEntry) -> dict[str, Any]:
-    """One history entry: the stable keys first, then whatever else the server sent."""
-    out: dict[str, Any] = {
-        "id": e.id,
-        "session_id": e.session_id,
-        "type": e.type,
-        "role": e.role,
-        "content": e.content,
-        "created_at": _entry_time(e),
-    }
-    for key, value in _raw(e).items():
-        out.setdefault(key, value)
-    return out
-
-
-def _document_summary(doc: Mapping[str, Any]) -> str:
-    name = doc.get("filename") or doc.get("document_id") or "document"
-    details = []
-    size = doc.get("size_bytes")
-    if isinstance(size, int) and not isinstance(size, bool):
-        details.append(f"{size:,} bytes")
-    if doc.get("source"):
-        details.append(str(doc["source"]))
-    if doc.get("url"):
-        details.append(str(doc["url"]))
-    return f"{name} ({', '.join(details)})" if details else str(name)
-
-
-def _entry_document(e: HistoryEntry) -> Mapping[str, Any] | None:
-    doc = _raw(e).get("document")
-    return doc if isinstance(doc, Mapping) else None
-
-
-def _entry_event(e: HistoryEntry) -> str | None:
-    event = _raw(e).get("event")
-    return event if isinstance(event, str) else None
-
-
-# -- the cache ---------------------------------------------------------------------------------
+# -- the cache and the client ------------------------------------------------------------------
 
 
 def _open_readonly(db: Path | None) -> HistoryCache:
@@ -385,7 +138,7 @@ def _open_readonly(db: Path | None) -> HistoryCache:
             f"no history cache at {path} (nothing recorded yet: run a Session, or "
             "`pdffillr-sessions sync`)"
         )
-    from ._cache import HistoryCache
+    from .cache import HistoryCache
 
     return HistoryCache(path, readonly=True)
 
@@ -400,6 +153,26 @@ def _require_session(cache: HistoryCache, session_id: str) -> CachedSession:
     return found
 
 
+def _make_client(base_url: str | None) -> PdffillrClient:
+    if not os.environ.get(_contract.ENV_API_KEY):
+        raise click.ClickException(
+            f"no API key: set the {_contract.ENV_API_KEY} environment variable"
+        )
+    from ._client import PdffillrClient  # lazy: the offline commands never import httpx
+
+    return PdffillrClient(base_url=base_url)
+
+
+def _is_tty() -> bool:
+    for stream in (sys.stderr, sys.stdout):
+        try:
+            if stream.isatty():
+                return True
+        except (AttributeError, ValueError):
+            continue
+    return False
+
+
 # -- the group ---------------------------------------------------------------------------------
 
 
@@ -409,8 +182,8 @@ def main() -> None:
     """Read, search and export the local history of Pdffillr sessions; sync it; end leaks.
 
     The history cache is written by the library (every Session mirrors into it) and by
-    `sync`. The offline commands never write to it and need no API key. `sync` and `reap`
-    use the key in $PDFFILLR_API_KEY and the server in $PDFFILLR_BASE_URL.
+    `sync`. The offline commands never write to it and need no API key. `sync`, `reap` and
+    `end` use the key in $PDFFILLR_API_KEY and the server in $PDFFILLR_BASE_URL.
     """
 
 
@@ -418,7 +191,7 @@ def main() -> None:
 @_db_option
 def path(db: Path | None) -> None:
     """Print the path of the history cache."""
-    _write(f"{_resolve_db(db)}\n")
+    out.write(f"{_resolve_db(db)}\n")
 
 
 @main.command()
@@ -454,29 +227,9 @@ def sessions(
     with _open_readonly(db) as cache:
         found = cache.sessions(status=status, limit=limit, since=since)
     if as_json or nl:
-        _emit_json([_session_dict(s) for s in found], nl=nl)
+        out.emit_json([out.session_dict(s) for s in found], nl=nl)
         return
-    rows = [
-        (
-            _cell(s.session_id),
-            _cell(s.title, 40),
-            _cell(s.status),
-            _cell(
-                s.entry_count
-                if s.entry_count == s.message_count
-                else f"{s.entry_count}/{s.message_count}"
-            ),
-            _cell(_short_time(s.created_at)),
-            _cell(s.scope),
-            _cell(_local_label(s.local_state)),
-        )
-        for s in found
-    ]
-    _write(_table(("ID", "TITLE", "STATUS", "ENTRIES", "CREATED", "SCOPE", "LOCAL"), rows))
-
-
-def _local_label(state: str | None) -> str:
-    return {"open": "open", "end_pending": "end pending"}.get(state or "", "")
+    out.write(out.sessions_table(found))
 
 
 @main.command()
@@ -493,55 +246,13 @@ def show(session_id: str, as_json: bool, nl: bool, db: Path | None) -> None:
         s = _require_session(cache, session_id)
         entries = cache.history(s.session_id)
     if nl:
-        _emit_json([_session_object(s), *(_entry_dict(e) for e in entries)], nl=True)
+        out.emit_json([out.session_object(s), *(out.entry_dict(e) for e in entries)], nl=True)
         return
     if as_json:
-        _emit_json({**_session_object(s), "entries": [_entry_dict(e) for e in entries]}, nl=False)
+        body = {**out.session_object(s), "entries": [out.entry_dict(e) for e in entries]}
+        out.emit_json(body, nl=False)
         return
-    _write(_transcript(s, entries))
-
-
-def _transcript(s: CachedSession, entries: Sequence[HistoryEntry]) -> str:
-    title = _cell(s.title) if s.title else "(untitled)"
-    out = [f"Session {s.session_id}: {title}"]
-    status = s.status
-    if s.local_state and s.local_state != s.status:
-        status += f" (local: {_local_label(s.local_state) or s.local_state})"
-    out.append(f"  status:   {status}")
-    if s.local_error:
-        out.append(f"  error:    {_cell(s.local_error)}")
-    out.append(f"  created:  {_short_time(s.created_at)}")
-    out.append(
-        f"  entries:  {s.entry_count} cached (message_count {s.message_count} at the last sync)"
-    )
-    out.append(f"  scope:    {s.scope}")
-    if s.opened_at:
-        out.append(f"  opened:   {_short_time(s.opened_at)} (by a Session on this machine)")
-    if s.synced_at:
-        out.append(f"  synced:   {_short_time(s.synced_at)}")
-    out.append("")
-    if not entries:
-        out.append("(no history)")
-    for e in entries:
-        when = _short_time(_entry_time(e))
-        doc = _entry_document(e)
-        event = _entry_event(e)
-        if e.type == "message":
-            out.append(f"[{when}] {e.role or 'message'}:")
-            lines = (e.content or "").splitlines() or [""]
-            out.extend(f"    {_CONTROL.sub(_visible, line)}" for line in lines)
-        elif e.type == "document" or doc is not None:
-            summary = _document_summary(doc) if doc is not None else _cell(e.content)
-            out.append(f"[{when}] document: {summary}")
-            if doc is not None and e.content:
-                out.append(f"    {_cell(e.content)}")
-        elif e.type == "activity":
-            label = event or "activity"
-            out.append(f"[{when}] activity {label}: {_cell(e.content)}".rstrip(": "))
-        else:
-            out.append(f"[{when}] {e.type}{' ' + e.role if e.role else ''}: {_cell(e.content)}")
-        out.append("")
-    return "\n".join(out).rstrip("\n") + "\n"
+    out.write(out.transcript(s, entries))
 
 
 @main.command()
@@ -563,33 +274,9 @@ def search(
                 found = cache.session(sid)
                 titles[sid] = found.title if found is not None else None
     if as_json or nl:
-        items = [
-            {
-                "session_id": hit.entry.session_id,
-                "session_title": titles.get(hit.entry.session_id),
-                "entry_id": hit.entry.id,
-                "type": hit.entry.type,
-                "role": hit.entry.role,
-                "created_at": _entry_time(hit.entry),
-                "score": hit.score,
-                "snippet": hit.snippet,
-                "content": hit.entry.content,
-            }
-            for hit in hits
-        ]
-        _emit_json(items, nl=nl)
+        out.emit_json([out.hit_dict(hit, titles.get(hit.entry.session_id)) for hit in hits], nl=nl)
         return
-    rows = [
-        (
-            _cell(hit.entry.session_id),
-            _cell(titles.get(hit.entry.session_id), 24),
-            _cell(_short_time(_entry_time(hit.entry))),
-            _cell(hit.entry.role or hit.entry.type),
-            _cell(hit.snippet, 70),
-        )
-        for hit in hits
-    ]
-    _write(_table(("SESSION", "TITLE", "WHEN", "WHO", "MATCH"), rows))
+    out.write(out.hits_table(hits, titles))
 
 
 @main.command()
@@ -622,46 +309,18 @@ def export(session_id: str, fmt: str, output: Path | None, db: Path | None) -> N
         s = _require_session(cache, session_id)
         entries = cache.history(s.session_id)
     if fmt == "jsonl":
-        text = "".join(_dumps(_entry_dict(e)) + "\n" for e in entries)
+        text = "".join(out.dumps(out.entry_dict(e)) + "\n" for e in entries)
     elif fmt == "json":
-        text = (
-            _dumps({**_session_object(s), "entries": [_entry_dict(e) for e in entries]}, indent=2)
-            + "\n"
-        )
+        body = {**out.session_object(s), "entries": [out.entry_dict(e) for e in entries]}
+        text = out.dumps(body, indent=2) + "\n"
     else:
-        text = _markdown(s, entries)
+        text = out.markdown(s, entries)
     if output is None:
-        _write(text)
+        out.write(text)
         return
     with open(output, "wb") as fh:
-        _write(text, fh)
+        out.write(text, fh)
     click.echo(f"Exported {len(entries)} entries of {s.session_id} to {output}", err=True)
-
-
-def _markdown(s: CachedSession, entries: Sequence[HistoryEntry]) -> str:
-    out = [f"# {s.title or s.session_id}", ""]
-    out.append(f"- Session: `{s.session_id}`")
-    out.append(f"- Status: {s.status}")
-    out.append(f"- Created: {_iso(s.created_at)}")
-    out.append(f"- Entries: {len(entries)}")
-    out.append("")
-    for e in entries:
-        when = _entry_time(e)
-        doc = _entry_document(e)
-        if e.type == "message":
-            out.append(f"## {e.role or 'message'} · {when}")
-        elif e.type == "activity":
-            out.append(f"## activity `{_entry_event(e) or '?'}` · {when}")
-        else:
-            out.append(f"## {e.type} · {when}")
-        out.append("")
-        if doc is not None:
-            out.append(f"**{_document_summary(doc)}**")
-            out.append("")
-        if e.content:
-            out.append(e.content)
-            out.append("")
-    return "\n".join(out).rstrip("\n") + "\n"
 
 
 @main.command()
@@ -670,39 +329,14 @@ def _markdown(s: CachedSession, entries: Sequence[HistoryEntry]) -> str:
 def stats(as_json: bool, db: Path | None) -> None:
     """Counts per status and key scope, entries, file size, schema version, date range.
 
-    --json prints `HistoryCache.stats()` as it is (its keys are the stable shape).
+    --json prints `HistoryCache.stats()` (a `CacheStats`) with its field names as keys.
     """
     with _open_readonly(db) as cache:
         data = cache.stats()
     if as_json:
-        _emit_json(data, nl=False)
+        out.emit_json(out.stats_dict(data), nl=False)
         return
-    lines = [
-        f"path:            {data['path']}",
-        f"file size:       {data['file_size']:,} bytes",
-        f"schema version:  {data['schema_version']}",
-        f"sessions:        {data['sessions']}",
-    ]
-    lines += [f"  {k + ':':<15}{v}" for k, v in data["sessions_by_status"].items()]
-    lines.append(f"entries:         {data['entries']}")
-    lines.append(f"oldest:          {data['oldest_created_at'] or '-'}")
-    lines.append(f"newest:          {data['newest_created_at'] or '-'}")
-    lines.append("scopes (API key fingerprints):")
-    entries_by_scope = data.get("entries_by_scope", {})
-    lines += [
-        f"  {k:<17}{v} sessions, {entries_by_scope.get(k, 0)} entries"
-        for k, v in data["sessions_by_scope"].items()
-    ]
-    lines.append(f"pending ends:    {data['pending_ends']}  (see `pdffillr-sessions reap`)")
-    lines.append(f"create intents:  {data['create_intents']}")
-    _write("\n".join(lines) + "\n")
-
-
-def _count(values: Iterable[Any]) -> dict[str, int]:
-    out: dict[str, int] = {}
-    for v in values:
-        out[str(v)] = out.get(str(v), 0) + 1
-    return dict(sorted(out.items()))
+    out.write(out.stats_text(data))
 
 
 @main.command()
@@ -715,160 +349,89 @@ def check(as_json: bool, db: Path | None) -> None:
     private temporary copy. Exits 1 if there are problems.
     """
     with _open_readonly(db) as cache:
-        where = Path(cache.path)
-        problems = list(cache.integrity_check())
-    if not problems:
-        problems.extend(_fts_problems(where))
+        where = cache.path
+        problems = cache.integrity_check()
     if as_json:
-        _emit_json({"path": str(where), "ok": not problems, "problems": problems}, nl=False)
+        out.emit_json({"path": str(where), "ok": not problems, "problems": problems}, nl=False)
     elif problems:
-        _write("".join(f"{_cell(p)}\n" for p in problems))
+        out.write("".join(f"{out.cell(p)}\n" for p in problems))
     else:
-        _write(f"ok: {where}\n")
+        out.write(f"ok: {where}\n")
     if problems:
         if not as_json:
             click.echo(f"Error: {len(problems)} problem(s) in {where}", err=True)
         raise SystemExit(1)
 
 
-def _fts_problems(path: Path) -> list[str]:
-    """FTS5's integrity-check, run on a temporary copy so that the file is never written."""
-    import tempfile
-
-    uri = "file:" + urllib_quote(str(path.absolute())) + "?mode=ro"
-    with tempfile.TemporaryDirectory(prefix="pdffillr-check-") as tmp:
-        source = sqlite3.connect(uri, uri=True)
-        copy = sqlite3.connect(os.path.join(tmp, "copy.db"))
-        try:
-            source.backup(copy)
-            try:
-                copy.execute(
-                    "INSERT INTO history_fts (history_fts, rank) VALUES ('integrity-check', 1)"
-                )
-            except sqlite3.DatabaseError as exc:
-                return [
-                    f"the full-text index history_fts does not match history ({exc}); rebuild "
-                    f"it with: sqlite-utils rebuild-fts {path} history"
-                ]
-            return []
-        finally:
-            copy.close()
-            source.close()
-
-
 # -- online commands ---------------------------------------------------------------------------
 
 
-def _make_client(base_url: str | None) -> PdffillrClient:
-    if not os.environ.get(_contract.ENV_API_KEY):
-        raise click.ClickException(
-            f"no API key: set the {_contract.ENV_API_KEY} environment variable"
-        )
-    from ._client import PdffillrClient  # lazy: the offline commands never import httpx
+class _ProgressBar:
+    """The ``sync`` progress callback, drawing click's bar on stderr once the total is known."""
 
-    return PdffillrClient(base_url=base_url)
+    def __init__(self) -> None:
+        self._bar: Any = None
 
+    def __call__(self, done: int, total: int, session_id: str) -> None:
+        if self._bar is None:
+            self._bar = click.progressbar(
+                length=total,
+                label="Fetching histories",
+                file=sys.stderr,
+                item_show_func=lambda sid: out.cell(sid) if sid is not None else None,
+            )
+            self._bar.__enter__()
+        self._bar.update(1, session_id)
 
-def _is_tty() -> bool:
-    for stream in (sys.stderr, sys.stdout):
-        try:
-            if stream.isatty():
-                return True
-        except (AttributeError, ValueError):
-            continue
-    return False
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.__exit__(None, None, None)
 
 
 @main.command()
 @click.argument("session_ids", nargs=-1)
+@click.option(
+    "-j",
+    "--concurrency",
+    type=click.IntRange(1, 64),
+    default=8,
+    show_default=True,
+    help="Histories fetched at once.",
+)
 @_base_url_option
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 @_db_option
 def sync(
-    session_ids: tuple[str, ...], base_url: str | None, as_json: bool, db: Path | None
+    session_ids: tuple[str, ...],
+    concurrency: int,
+    base_url: str | None,
+    as_json: bool,
+    db: Path | None,
 ) -> None:
     """Mirror the server's sessions and their histories into the cache.
 
     With SESSION_IDs, only those. Incremental: a history is fetched only when the server's
     message_count differs from what the cache holds. Needs $PDFFILLR_API_KEY.
     """
-    from ._cache import HistoryCache
+    from ._sync import sync as sync_cache
 
+    bar = _ProgressBar() if _is_tty() else None
     with _make_client(base_url) as client:
-        # Listed before the cache is opened: an unreachable server leaves no new file behind.
-        listed = all_listed = client.sessions.list()
-        with HistoryCache(_resolve_db(db), scope=client.key_scope) as cache:
-            before = {s.session_id: s for s in cache.sessions()}
-            if session_ids:
-                by_id = {info.session_id: info for info in listed}
-                missing = [sid for sid in session_ids if sid not in by_id]
-                if missing:
-                    raise click.ClickException(
-                        f"no session {missing[0]!r} under this API key"
-                        + (f" (and {len(missing) - 1} more)" if len(missing) > 1 else "")
-                    )
-                listed = [by_id[sid] for sid in dict.fromkeys(session_ids)]
-            new = [i for i in listed if i.session_id not in before]
-            changed = [
-                i
-                for i in listed
-                if i.session_id in before
-                and (
-                    before[i.session_id].status != i.status
-                    or before[i.session_id].message_count != i.message_count
-                    or before[i.session_id].title != i.title
-                )
-            ]
-            cache.upsert_sessions(listed)
-            stale = [
-                i
-                for i in listed
-                if i.session_id not in before or before[i.session_id].entry_count != i.message_count
-            ]
-            stale = [i for i in stale if i.message_count > 0 or i.session_id in before]
-            added = 0
-            fetched = 0
-
-            def fetch(infos: Iterable[Any]) -> None:
-                nonlocal added, fetched
-                for info in infos:
-                    entries = client.sessions.messages(info.session_id)
-                    added += cache.mirror_history(info.session_id, entries)
-                    fetched += 1
-
-            if stale and _is_tty():
-                with click.progressbar(
-                    stale,
-                    label="Fetching histories",
-                    file=sys.stderr,
-                    item_show_func=lambda i: i.session_id if i is not None else None,
-                ) as bar:
-                    fetch(bar)
-            else:
-                fetch(stale)
-            upstream = {i.session_id for i in all_listed}
-            gone = [] if session_ids else sorted(set(before) - upstream)
-        summary = {
-            "sessions": len(listed),
-            "new": len(new),
-            "changed": len(changed),
-            "unchanged": len(listed) - len(new) - len(changed),
-            "histories_fetched": fetched,
-            "entries_added": added,
-            "not_listed_upstream": len(gone),
-        }
-        if as_json:
-            _emit_json(summary, nl=False)
-            return
-        text = (
-            f"Synced {summary['sessions']} session(s): {summary['new']} new, "
-            f"{summary['changed']} changed, {summary['unchanged']} unchanged; "
-            f"fetched {fetched} histor{'y' if fetched == 1 else 'ies'}, added {added} entr"
-            f"{'y' if added == 1 else 'ies'}."
-        )
-        if gone:
-            text += f" {len(gone)} cached session(s) are no longer listed by the server (kept)."
-        _write(text + "\n")
+        try:
+            report = sync_cache(
+                client,
+                _resolve_db(db),
+                session_ids=session_ids or None,
+                concurrency=concurrency,
+                progress=bar,
+            )
+        finally:
+            if bar is not None:
+                bar.close()
+    if as_json:
+        out.emit_json(out.sync_dict(report), nl=False)
+    else:
+        out.write(out.sync_text(report))
 
 
 @main.command()
@@ -876,7 +439,7 @@ def sync(
 @click.option(
     "--older-than",
     metavar="DURATION",
-    default=REAP_DEFAULT_OLDER_THAN,
+    default="1h",
     callback=_duration_callback,
     show_default=True,
     help="Only sessions opened (or creates recorded) longer ago than this; 0 = all of them.",
@@ -916,207 +479,50 @@ def reap(
 
     Exits 1 if any session could not be ended. Needs $PDFFILLR_API_KEY.
     """
-    path = _resolve_db(db)
-    if not path.exists():
-        _report_reap([], as_json=as_json, dry_run=dry_run, note=f"no history cache at {path}")
-        return
-    cutoff = datetime.now(UTC) - older_than
-    from ._cache import HistoryCache
+    from ._reap import ReapReport
+    from ._reap import reap as reap_cache
 
-    with _make_client(base_url) as client:
-        scope = client.key_scope
-        readonly = dry_run
-        with HistoryCache(path, scope=scope, readonly=readonly) as cache:
-            results: list[dict[str, Any]] = []
-            for s in cache.pending_ends():
-                results.append(_reap_session(client, cache, s, cutoff, dry_run, include_live))
-            for intent in cache.create_intents():
-                results.append(_reap_intent(client, cache, intent, cutoff, dry_run, include_live))
-    _report_reap(results, as_json=as_json, dry_run=dry_run)
-    if any(r["action"] == "failed" for r in results):
+    path = _resolve_db(db)
+    if not path.exists():  # nothing to reap: not even a key is needed to say so
+        report = ReapReport(dry_run=dry_run, note=f"no history cache at {path}")
+    else:
+        with _make_client(base_url) as client:
+            report = reap_cache(
+                client, path, dry_run=dry_run, older_than=older_than, include_live=include_live
+            )
+    if as_json:
+        results = [out.reap_outcome_dict(o) for o in report.outcomes]
+        out.emit_json({"dry_run": report.dry_run, "results": results}, nl=False)
+    else:
+        out.write(out.reap_text(report))
+    if not report.ok:
         raise SystemExit(1)
 
 
-def _too_recent(moment: Any, cutoff: datetime) -> bool:
-    when = _as_datetime(moment)
-    return when is not None and when > cutoff
+@main.command()
+@click.argument("session_ids", nargs=-1, required=True)
+@_base_url_option
+@click.option("--json", "as_json", is_flag=True, help="Print the results as JSON.")
+@_db_option
+def end(session_ids: tuple[str, ...], base_url: str | None, as_json: bool, db: Path | None) -> None:
+    """End sessions upstream by id and record them ended in the cache.
 
+    Any session of the key can be ended, not only those a with-block opened here. Every id is
+    tried; an unknown one is an `Error:` line. Exits 1 if any could not be ended.
+    Needs $PDFFILLR_API_KEY.
+    """
+    from ._end import end_sessions
 
-def _pid_alive(pid: int) -> bool:
-    """Whether a process with this id runs on this host (a zombie counts as dead)."""
-    if pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True  # someone else's process
-    except OSError:
-        return False
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as fh:
-            state = fh.read().rpartition(b")")[2].split()[:1]
-    except OSError:
-        return True  # no procfs: trust kill(0)
-    return state not in ([b"Z"], [b"X"])
-
-
-def _opener_alive(pid: int | None, host: str | None) -> bool:
-    """True when the recorded opening process is known to be still running on this host."""
-    import socket
-
-    if pid is None or host != socket.gethostname():
-        return False
-    return _pid_alive(pid)
-
-
-def _skip_live(result: dict[str, Any], pid: int | None, host: str | None, force: bool) -> bool:
-    """Mark ``result`` live when its opener still runs; True if it must be skipped."""
-    if not _opener_alive(pid, host):
-        return False
-    result["live"] = True
-    if force:
-        return False
-    result["action"] = "skipped"
-    result["detail"] = f"live: its process {pid} still runs on this host (see --include-live)"
-    return True
-
-
-def _reap_session(
-    client: PdffillrClient,
-    cache: HistoryCache,
-    s: CachedSession,
-    cutoff: datetime,
-    dry_run: bool,
-    include_live: bool = False,
-) -> dict[str, Any]:
-    result: dict[str, Any] = {
-        "kind": "session",
-        "session_id": s.session_id,
-        "title": s.title,
-        "local_state": s.local_state,
-        "opened_at": _iso(s.opened_at),
-        "opened_pid": s.opened_pid,
-        "live": False,
-        "action": None,
-        "detail": None,
-    }
-    if s.local_state != "end_pending" and _skip_live(
-        result, s.opened_pid, s.opened_host, include_live
-    ):
-        return result
-    if s.local_state != "end_pending" and _too_recent(s.opened_at or s.created_at, cutoff):
-        result["action"] = "skipped"
-        result["detail"] = "opened too recently (see --older-than)"
-        return result
-    if dry_run:
-        result["action"] = "would_end"
-        return result
-    return _end_and_record(client, cache, s.session_id, result)
-
-
-def _end_and_record(
-    client: PdffillrClient, cache: HistoryCache, session_id: str, result: dict[str, Any]
-) -> dict[str, Any]:
-    """End one session upstream and record the outcome in the cache and in ``result``."""
-    try:
-        client.sessions.end(session_id)
-    except NotFoundError:
-        cache.mark_ended(session_id)
-        result["action"] = "gone"
-        result["detail"] = "the server no longer has it: marked ended"
-        return result
-    except PdffillrError as exc:
-        result["action"] = "failed"
-        result["detail"] = _one_line(str(exc))
-        cache.mark_end_pending(session_id, f"reap: {type(exc).__name__}: {result['detail']}")
-        return result
-    cache.mark_ended(session_id)
-    result["action"] = "ended"
-    return result
-
-
-def _reap_intent(
-    client: PdffillrClient,
-    cache: HistoryCache,
-    intent: Any,
-    cutoff: datetime,
-    dry_run: bool,
-    include_live: bool = False,
-) -> dict[str, Any]:
-    result: dict[str, Any] = {
-        "kind": "create_intent",
-        "session_id": None,
-        "title": intent.title,
-        "idempotency_key": intent.idempotency_key,
-        "recorded_at": _iso(intent.recorded_at),
-        "opened_pid": intent.opened_pid,
-        "live": False,
-        "action": None,
-        "detail": None,
-    }
-    # A running script may be inside its create (retrying): replaying and ending it would end
-    # the session its block is about to use.
-    if _skip_live(result, intent.opened_pid, intent.opened_host, include_live):
-        return result
-    if _too_recent(intent.recorded_at, cutoff):
-        result["action"] = "skipped"
-        result["detail"] = "recorded too recently (see --older-than)"
-        return result
-    if dry_run:
-        result["action"] = "would_replay_and_end"
-        return result
-    try:
-        info = client.sessions.create(intent.title, idempotency_key=intent.idempotency_key)
-    except BadRequestError as exc:
-        # The server refuses this create outright: it never made a session from it.
-        cache.forget_create_intent(intent.idempotency_key)
-        result["action"] = "dropped"
-        result["detail"] = f"the server refused the create: {_one_line(str(exc))}"
-        return result
-    except PdffillrError as exc:
-        result["action"] = "failed"
-        result["detail"] = f"replaying the create failed: {_one_line(str(exc))}"
-        return result
-    result["session_id"] = info.session_id
-    # Recorded as opened before the end: if the end fails, the next reap finds it as a session.
-    cache.record_opened(info, idempotency_key=intent.idempotency_key)
-    _end_and_record(client, cache, info.session_id, result)
-    if result["action"] == "ended":
-        result["detail"] = "recovered from a create whose reply was lost"
-    return result
-
-
-_REAP_LABELS = {
-    "ended": "ended",
-    "gone": "gone",
-    "failed": "FAILED",
-    "skipped": "skipped",
-    "would_end": "would end",
-    "would_replay_and_end": "would replay create and end",
-    "dropped": "dropped",
-}
-
-
-def _report_reap(
-    results: list[dict[str, Any]], *, as_json: bool, dry_run: bool, note: str | None = None
-) -> None:
+    with _make_client(base_url) as client:
+        report = end_sessions(client, session_ids, _resolve_db(db))
     if as_json:
-        _emit_json({"dry_run": dry_run, "results": results}, nl=False)
-        return
-    if not results:
-        _write(f"Nothing to reap{' (' + note + ')' if note else ''}.\n")
-        return
-    lines = []
-    for r in results:
-        who = r["session_id"] or f"create {r['idempotency_key']}"
-        title = f' "{_cell(r["title"], 40)}"' if r.get("title") else ""
-        detail = f": {r['detail']}" if r.get("detail") else ""
-        lines.append(f"{_REAP_LABELS.get(r['action'], r['action'])}  {who}{title}{detail}")
-    counts = _count(r["action"] for r in results)
-    lines.append("Done: " + ", ".join(f"{n} {_REAP_LABELS.get(k, k)}" for k, n in counts.items()))
-    _write("\n".join(lines) + "\n")
+        out.emit_json(out.end_dict(report), nl=False)
+    else:
+        out.write(out.end_text(report))
+        for o in report.problems:
+            click.echo(f"Error: {out.end_problem(o)}", err=True)
+    if not report.ok:
+        raise SystemExit(1)
 
 
 # -- the emulator ------------------------------------------------------------------------------

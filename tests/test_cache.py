@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from pdffillr_sessions._cache import KNOWN_MIGRATIONS, HistoryCache
+from pdffillr_sessions.cache import KNOWN_MIGRATIONS, HistoryCache
 from pdffillr_sessions._exceptions import CacheError, ConfigurationError
 from pdffillr_sessions._models import HistoryEntry, SessionInfo, parse_entry, parse_session
 from pdffillr_sessions._scope import key_scope
@@ -262,10 +262,10 @@ def test_upsert_sessions_counts_only_changes(db: Path) -> None:
         cache.mirror_history("s1", [entry(i, sid="s1") for i in range(3)])
         assert cache.session("s1").entry_count == 3  # type: ignore[union-attr]
         stats = cache.stats()
-        assert stats["sessions"] == 5 and stats["entries"] == 3
-        assert stats["sessions_by_status"] == {"active": 4, "ended": 1}
-        assert stats["schema_version"] == len(KNOWN_MIGRATIONS)
-        assert stats["oldest_created_at"] == "2026-02-01T10:00:00.000000Z"
+        assert stats.sessions == 5 and stats.entries == 3
+        assert stats.sessions_by_status == {"active": 4, "ended": 1}
+        assert stats.schema_version == len(KNOWN_MIGRATIONS)
+        assert stats.oldest_created_at == "2026-02-01T10:00:00.000000Z"
 
 
 # -- scoping --------------------------------------------------------------------------------------
@@ -291,7 +291,7 @@ def test_scoping_two_keys_one_file(db: Path) -> None:
         assert len(everything.sessions()) == 3
         assert len(everything.history("shared-id")) == 2
         assert len(everything.search("plan")) == 2
-        assert everything.stats()["sessions_by_scope"] == {
+        assert everything.stats().sessions_by_scope == {
             key_scope(KEY_A): 1,
             key_scope(KEY_B): 2,
         }
@@ -386,7 +386,7 @@ def test_newer_schema_refused_untouched(db: Path) -> None:
 
 
 def test_migrations_registry_matches_known_names() -> None:
-    from pdffillr_sessions import _migrations
+    from pdffillr_sessions.cache import _migrations
 
     assert tuple(_migrations.names()) == KNOWN_MIGRATIONS
     assert _migrations.MIGRATION_SET == "pdffillr_sessions"
@@ -405,7 +405,7 @@ def test_readonly_never_writes(db: Path) -> None:
         assert len(ro.history("s1")) == 10
         assert ro.sessions()[0].session_id == "s1"
         assert ro.search("capital")
-        assert ro.stats()["entries"] == 10
+        assert ro.stats().entries == 10
         assert ro.integrity_check() == []
         for scoped in (ro.for_scope(key_scope(KEY_A)),):
             with pytest.raises(ConfigurationError, match="read-only"):
@@ -591,7 +591,7 @@ def test_four_processes_mirror_concurrently(db: Path) -> None:
             assert cache.history(f"w{w}") == [entry(i, f"w{w}") for i in range(200)]
             assert cache.session(f"w{w}").message_count == 200  # type: ignore[union-attr]
         assert cache.integrity_check() == []
-        assert cache.stats()["entries"] == 800
+        assert cache.stats().entries == 800
 
 
 # -- misc -----------------------------------------------------------------------------------------
@@ -625,7 +625,7 @@ def test_naive_and_offset_datetimes_normalised(db: Path) -> None:
 
 def test_import_is_light() -> None:
     code = (
-        "import sys, pdffillr_sessions._cache as c; "
+        "import sys, pdffillr_sessions.cache as c; "
         "bad = [m for m in ('httpx', 'tenacity', 'sqlite_utils', 'click') if m in sys.modules]; "
         "print(bad)"
     )

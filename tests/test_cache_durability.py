@@ -31,10 +31,11 @@ import pytest
 from click.testing import CliRunner, Result
 
 from pdffillr_sessions import HistoryCache, PdffillrClient, Session
-from pdffillr_sessions._cache import KNOWN_MIGRATIONS
+from pdffillr_sessions.cache import KNOWN_MIGRATIONS
 from pdffillr_sessions._models import HistoryEntry, parse_entry
 from pdffillr_sessions._scope import key_scope
-from pdffillr_sessions.cli import _pid_alive, main
+from pdffillr_sessions._liveness import pid_alive as _pid_alive
+from pdffillr_sessions.cli import main
 from pdffillr_sessions.emulator import Emulator
 
 KEY = "sk_durability_tests_SECRET_4c3b2a"
@@ -192,7 +193,7 @@ def test_eight_processes_writing_one_cache_lose_nothing(db: Path) -> None:
     with HistoryCache(db, api_key=KEY) as cache:
         for w in range(WORKERS):
             assert cache.history(f"w{w}") == [entry(i, f"w{w}") for i in range(150)]
-        assert cache.stats()["entries"] == 150 * WORKERS
+        assert cache.stats().entries == 150 * WORKERS
         assert cache.integrity_check() == []
 
 
@@ -227,7 +228,7 @@ def _make_m001_cache(path: Path) -> None:
     """A cache file exactly as the version with only m001 wrote it."""
     from sqlite_utils import Database
 
-    from pdffillr_sessions import _migrations
+    from pdffillr_sessions.cache import _migrations
 
     path.parent.mkdir(parents=True, exist_ok=True)
     conn = sqlite3.connect(path, isolation_level=None)

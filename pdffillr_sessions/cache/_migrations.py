@@ -2,11 +2,11 @@
 
 Each migration runs inside the ``BEGIN IMMEDIATE`` transaction that ``HistoryCache`` opens
 around the pending-migration check, so several processes opening a fresh file at once apply
-it exactly once. This module imports sqlite-utils (about 70 ms): ``_cache`` imports it only
+it exactly once. This module imports sqlite-utils (about 70 ms): the store imports it only
 when a migration is pending, never on the read path.
 
 Never edit a released migration: add a new function below. The names must also be listed in
-``_cache.KNOWN_MIGRATIONS`` (checked by the tests and at apply time), which is what the cache
+``_schema.KNOWN_MIGRATIONS`` (checked by the tests and at apply time), which is what the cache
 uses to recognise a file written by a newer version without importing this module.
 """
 
@@ -16,7 +16,7 @@ from typing import Any
 
 from sqlite_utils import Migrations
 
-MIGRATION_SET = "pdffillr_sessions"
+from ._schema import MIGRATION_SET
 
 migrations = Migrations(MIGRATION_SET)
 

@@ -1,14 +1,14 @@
-"""The local SQLite mirror of every session's history, readable offline with no key.
+"""``HistoryCache``: the local SQLite mirror of every session's history, readable offline.
 
-Design notes (see also ``_migrations.py`` for the schema):
+Design notes (the schema is in ``_migrations``, the SQL in ``_sql``, the row mapping in ``_rows``):
 
 * Rows are scoped by ``key_scope(api_key)``; the key itself is never stored. A scoped cache
   reads and writes only its scope; an unscoped cache reads the whole file and cannot write.
 * WAL, ``busy_timeout`` 30 s, ``synchronous=NORMAL``. Every write transaction starts with
   ``BEGIN IMMEDIATE`` (a deferred transaction that later upgrades gets SQLITE_BUSY at once).
   Each public write is one transaction.
-* The file is checked before anything is written to it: not SQLite, truncated, foreign, or
-  written by a newer version -> ``CacheError``, file untouched.
+* The file is checked before anything is written to it (``_files``): not SQLite, truncated,
+  foreign, or written by a newer version -> ``CacheError``, file untouched.
 * ``readonly=True`` opens ``file:...?mode=ro``: never writes, never migrates. A file whose
   schema is older than this version is read through TEMP views that present the current shape
   (``_migrations.READ_COMPAT``); an empty one, or one no view can adapt, is refused with a
@@ -16,8 +16,6 @@ Design notes (see also ``_migrations.py`` for the schema):
   companions for a read-only WAL reader; the database file itself is never modified.)
 * ``HistoryEntry.raw`` read back from the cache is a lazy read-only Mapping that decodes the
   stored JSON on first access (``dict(entry.raw)`` gives a plain dict, e.g. for json.dumps).
-* Timestamps are stored as ``YYYY-MM-DDTHH:MM:SS.ffffffZ`` (UTC); they read back as aware UTC
-  datetimes equal (same instant) to what was written; ``raw`` keeps the server's strings.
 
 This module must stay cheap to import (the offline CLI uses it): no httpx, no tenacity, and
 sqlite-utils only when a migration is pending.
@@ -25,43 +23,33 @@ sqlite-utils only when a migration is pending.
 
 from __future__ import annotations
 
-import functools
-import gc
-import json
 import os
 import socket
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager, suppress
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
 
-import attrs
+from .. import _contract
+from .._contract import LOCAL_END_PENDING, LOCAL_ENDED, LOCAL_OPEN
+from .._exceptions import CacheError, ConfigurationError
+from .._models import HistoryEntry, SessionInfo
+from .._scope import key_scope
+from . import _sql
+from ._files import check_file, ensure_private_file, readonly_uri
+from ._integrity import integrity_problems
+from ._records import CachedSession, CacheStats, CreateIntent, SearchHit
+from ._rows import entry_rows, now, server_ended_at, session_from_row, ts
+from ._schema import KNOWN_MIGRATIONS, applied_migrations
+from ._speedups import ENCODER, LazyJSON, build_entries, gc_paused, json_text
 
-from . import _contract
-from ._exceptions import CacheError, ConfigurationError
-from ._models import HistoryEntry, SessionInfo
-from ._scope import key_scope
-
-__all__ = ["CachedSession", "CreateIntent", "HistoryCache", "SearchHit"]
-
-MIGRATION_SET = "pdffillr_sessions"
-#: The migration names of ``_migrations.migrations``, in order (kept here so that opening an
-#: up-to-date file does not import sqlite-utils; a test checks that both lists agree).
-KNOWN_MIGRATIONS: tuple[str, ...] = (
-    "m001_initial_schema",
-    "m002_opened_by",
-    "m003_fts_hashsize",
-)
+__all__ = ["BUSY_TIMEOUT_S", "HistoryCache"]
 
 BUSY_TIMEOUT_S = 30.0
-_SQLITE_MAGIC = b"SQLite format 3\x00"
-_LOCAL_PENDING = ("open", "end_pending")
-_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
 #: The page size of a new cache file. Rows of ~1 KB of text and FTS5 segment pages fit 16 KB
 #: pages better than SQLite's 4 KB default: fewer pages and B-tree levels to write (measured: a
 #: bulk mirror ~14 % faster, reads unchanged).
@@ -69,420 +57,7 @@ _PAGE_SIZE = 16384
 #: Page cache of a writable connection (KiB, negative as SQLite wants it): a mirror of 10,000
 #: entries dirties a few MB of table, index and FTS pages; the 2 MB default spills them early.
 _WRITE_CACHE_KIB = 32 * 1024
-
-
-def _default(obj: Any) -> Any:
-    raise TypeError(f"Object of type {type(obj).__name__} is not JSON serializable")
-
-
-# The C encoder behind _ENCODER, built once: JSONEncoder.encode builds a new one on every call
-# (about a third of the cost of encoding a history entry). check_circular=False (markers None):
-# raw comes from parsed JSON; a cycle still ends in RecursionError, not a hang.
-_c_encoder = getattr(json.encoder, "c_make_encoder", None)
-_C_ENCODE = (
-    None
-    if _c_encoder is None
-    else _c_encoder(
-        None, _default, json.encoder.encode_basestring, None, ":", ",", False, False, True
-    )
-)
 _fromiso = datetime.fromisoformat
-
-
-# --------------------------------------------------------------------------------------------
-# Values
-
-
-class _LazyJSON(Mapping[str, Any]):
-    """A read-only mapping over a JSON object's text, decoded on first access."""
-
-    __slots__ = ("_data", "_text")
-
-    def __init__(self, text: str) -> None:
-        self._text = text
-        self._data: dict[str, Any] | None = None
-
-    def _load(self) -> dict[str, Any]:
-        data = self._data
-        if data is None:
-            loaded = json.loads(self._text)
-            data = loaded if isinstance(loaded, dict) else {}
-            self._data = data
-        return data
-
-    def __getitem__(self, key: str) -> Any:
-        return self._load()[key]
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._load())
-
-    def __len__(self) -> int:
-        return len(self._load())
-
-    def __contains__(self, key: object) -> bool:
-        return key in self._load()
-
-    def get(self, key: str, default: Any = None) -> Any:
-        return self._load().get(key, default)
-
-    def __eq__(self, other: object) -> bool:
-        if isinstance(other, _LazyJSON):
-            return self._text == other._text or self._load() == other._load()
-        if isinstance(other, Mapping):
-            return self._load() == dict(other)
-        return NotImplemented
-
-    __hash__ = None  # type: ignore[assignment]
-
-    def __repr__(self) -> str:
-        return repr(self._load())
-
-    def __reduce__(self) -> tuple[Any, ...]:
-        return (dict, (self._load(),))
-
-
-def _ts(value: datetime) -> str:
-    """One sortable UTC form: ``2026-01-01T00:00:00.000000Z``."""
-    tz = value.tzinfo
-    if tz is UTC:  # the common case (parsed "Z"): no conversion needed
-        return value.isoformat(timespec="microseconds")[:-6] + "Z"
-    if tz is None:
-        value = value.replace(tzinfo=UTC)
-    return value.astimezone(UTC).replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
-
-
-def _now() -> str:
-    return _ts(datetime.now(UTC))
-
-
-def _dt(value: str | None) -> datetime | None:
-    return None if value is None else _fromiso(value)
-
-
-def _setters(cls: type, names: Sequence[str]) -> tuple[Callable[[Any, Any], None], ...]:
-    """Direct slot setters for building frozen instances in bulk (``object.__setattr__`` with
-    no per-call attribute lookup); a field that is not a slot falls back to that."""
-    out: list[Callable[[Any, Any], None]] = []
-    for name in names:
-        descriptor: Any = cls.__dict__.get(name)
-        if type(descriptor).__name__ == "member_descriptor":
-            out.append(descriptor.__set__)
-        else:  # pragma: no cover - attrs.frozen makes slotted classes
-            out.append(functools.partial(_set_attribute, name))
-    return tuple(out)
-
-
-def _set_attribute(name: str, obj: Any, value: Any) -> None:  # pragma: no cover
-    object.__setattr__(obj, name, value)
-
-
-_ENTRY_SETTERS = _setters(
-    HistoryEntry, ("id", "session_id", "type", "role", "content", "created_at", "raw")
-)
-_LAZY_SETTERS = _setters(_LazyJSON, ("_text", "_data"))
-
-
-@contextmanager
-def _gc_paused() -> Iterator[None]:
-    """Pause the cyclic GC while building many acyclic objects (a history read).
-
-    Every ~700 new container objects start a collection, and the older generations' passes walk
-    the caller's whole heap: for 100,000 entries that is most of the read's time in a big
-    process, and there are no cycles to find. Re-enabled at once afterwards (if it was on).
-    """
-    if not gc.isenabled():
-        yield
-        return
-    gc.disable()
-    try:
-        yield
-    finally:
-        gc.enable()
-
-
-def _raw_text(raw: Mapping[str, Any]) -> str:
-    if type(raw) is _LazyJSON:
-        return raw._text
-    obj = raw if type(raw) is dict else dict(raw)
-    if _C_ENCODE is not None:
-        return "".join(_C_ENCODE(obj, 0))
-    return _ENCODER.encode(obj)  # pragma: no cover - CPython always has the C encoder
-
-
-def _server_ended_at(raw: Mapping[str, Any]) -> str | None:
-    value = raw.get("ended_at")
-    if not isinstance(value, str):
-        return None
-    try:
-        return _ts(datetime.fromisoformat(value))
-    except ValueError:
-        return None
-
-
-@attrs.frozen(kw_only=True)
-class CachedSession:
-    """One session as the cache knows it: the server's view plus what happened locally."""
-
-    session_id: str
-    scope: str
-    title: str | None
-    status: str
-    message_count: int
-    created_at: datetime
-    ended_at: datetime | None
-    entry_count: int
-    local_state: str | None
-    local_error: str | None
-    opened_at: datetime | None
-    synced_at: datetime | None
-    raw: Mapping[str, Any] = attrs.field(repr=False, factory=dict)
-    #: The process that opened it here (``record_opened``); None for rows cached otherwise.
-    opened_pid: int | None = None
-    opened_host: str | None = None
-
-    @property
-    def info(self) -> SessionInfo:
-        return SessionInfo(
-            session_id=self.session_id,
-            title=self.title,
-            status=self.status,
-            message_count=self.message_count,
-            created_at=self.created_at,
-            raw=dict(self.raw),
-        )
-
-    @property
-    def end_pending(self) -> bool:
-        """Opened here and not known to be ended (``local_state`` open or end_pending)."""
-        return self.local_state in _LOCAL_PENDING
-
-
-@attrs.frozen(kw_only=True)
-class CreateIntent:
-    """A create request about to be sent (or sent, reply not yet recorded)."""
-
-    scope: str
-    idempotency_key: str
-    title: str | None
-    recorded_at: datetime
-    #: The process that recorded it (None for intents cached before ``m002_opened_by``).
-    opened_pid: int | None = None
-    opened_host: str | None = None
-
-
-@attrs.frozen(kw_only=True)
-class SearchHit:
-    """A full-text match. ``rank`` is FTS5 bm25 (lower is better); ``score`` is ``-rank``."""
-
-    entry: HistoryEntry
-    scope: str
-    rank: float
-    snippet: str
-
-    @property
-    def score(self) -> float:
-        return -self.rank
-
-
-# --------------------------------------------------------------------------------------------
-# Opening
-
-
-def _check_file(path: Path) -> None:
-    """Refuse a file that is not SQLite before SQLite (or we) write anything to it."""
-    try:
-        size = path.stat().st_size
-        if size == 0:
-            return
-        with open(path, "rb") as fh:
-            header = fh.read(100)
-    except OSError as exc:
-        raise CacheError(f"cannot read the cache at {path}: {exc}") from None
-    if len(header) < 100 or not header.startswith(_SQLITE_MAGIC):
-        raise CacheError(f"{path} is not a pdffillr-sessions cache (not an SQLite database)")
-    page_size = int.from_bytes(header[16:18], "big")
-    page_size = 65536 if page_size == 1 else page_size
-    if page_size < 512 or page_size & (page_size - 1):
-        raise CacheError(f"{path} is not a pdffillr-sessions cache (corrupt SQLite header)")
-    wal = Path(f"{path}-wal")
-    wal_in_use = wal.exists() and wal.stat().st_size > 0
-    n_pages = int.from_bytes(header[28:32], "big")
-    header_valid = header[24:28] == header[92:96]
-    if not wal_in_use and (size % page_size or (header_valid and size < n_pages * page_size)):
-        raise CacheError(f"{path} is truncated or corrupt ({size} bytes): not a usable cache")
-
-
-def _user_tables(conn: sqlite3.Connection) -> set[str]:
-    rows = conn.execute(
-        "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'"
-    ).fetchall()
-    return {r[0] for r in rows}
-
-
-def _inspect(conn: sqlite3.Connection, path: Path) -> list[str]:
-    """Applied migration names of our set; raises CacheError for foreign or newer files."""
-    try:
-        tables = _user_tables(conn)
-        applied: list[str] = []
-        if "_sqlite_migrations" in tables:
-            applied = [
-                r[0]
-                for r in conn.execute(
-                    "SELECT name FROM _sqlite_migrations WHERE migration_set = ? ORDER BY rowid",
-                    (MIGRATION_SET,),
-                )
-            ]
-    except sqlite3.DatabaseError as exc:
-        raise CacheError(f"{path} is not a usable pdffillr-sessions cache ({exc})") from None
-    unknown = [name for name in applied if name not in KNOWN_MIGRATIONS]
-    if unknown:
-        raise CacheError(
-            f"{path} was written by a newer version of pdffillr-sessions (unknown schema "
-            f"migration{'s' if len(unknown) > 1 else ''} {', '.join(unknown)}): refusing to "
-            "downgrade; upgrade pdffillr-sessions or use another cache path"
-        )
-    if not applied and tables:
-        raise CacheError(
-            f"{path} is an SQLite database of something else (tables: "
-            f"{', '.join(sorted(tables)[:5])}): not a pdffillr-sessions cache"
-        )
-    return applied
-
-
-def _can_write_wal_index(path: Path) -> bool:
-    """Whether a reader can use (or create) the ``-shm`` file next to a WAL database."""
-    shm = path.with_name(path.name + "-shm")
-    if shm.exists():
-        return os.access(shm, os.R_OK | os.W_OK)
-    return os.access(path.parent, os.W_OK | os.X_OK)
-
-
-def _ensure_private_file(path: Path) -> None:
-    parent = path.parent
-    missing = [d for d in (parent, *parent.parents) if not d.exists()]
-    for directory in reversed(missing):  # every directory we create is private, not just the last
-        try:
-            os.mkdir(directory, 0o700)
-            os.chmod(directory, 0o700)  # whatever the umask
-        except FileExistsError:
-            continue
-        except OSError as exc:
-            raise CacheError(f"cannot create the cache directory {directory}: {exc}") from None
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        return
-    except OSError as exc:
-        raise CacheError(f"cannot create the cache at {path}: {exc}") from None
-    os.close(fd)
-    # SQLite gives the -wal and -shm files the database file's permissions.
-
-
-# --------------------------------------------------------------------------------------------
-# SQL
-
-
-_HISTORY_COLS = "id, type, role, content, created_at, raw"
-
-_INSERT_HISTORY = (
-    "INSERT INTO history (scope, session_id, id, seq, type, role, content, created_at, raw) "
-    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
-)
-
-_UPSERT_SESSION = """
-INSERT INTO sessions (scope, session_id, title, status, message_count, created_at, ended_at,
-                      updated_at, synced_at, raw)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-ON CONFLICT (scope, session_id) DO UPDATE SET
-    title = excluded.title,
-    status = excluded.status,
-    message_count = excluded.message_count,
-    created_at = excluded.created_at,
-    ended_at = COALESCE(excluded.ended_at, sessions.ended_at),
-    raw = excluded.raw,
-    local_state = CASE WHEN excluded.status = 'ended'
-                        AND sessions.local_state IN ('open', 'end_pending')
-                       THEN 'ended' ELSE sessions.local_state END,
-    local_error = CASE WHEN excluded.status = 'ended'
-                        AND sessions.local_state IN ('open', 'end_pending')
-                       THEN NULL ELSE sessions.local_error END,
-    updated_at = excluded.updated_at,
-    synced_at = excluded.synced_at
-WHERE sessions.title IS NOT excluded.title
-   OR sessions.status IS NOT excluded.status
-   OR sessions.message_count IS NOT excluded.message_count
-   OR sessions.created_at IS NOT excluded.created_at
-   OR sessions.raw IS NOT excluded.raw
-   OR (excluded.ended_at IS NOT NULL AND sessions.ended_at IS NOT excluded.ended_at)
-   OR (excluded.status = 'ended' AND sessions.local_state IN ('open', 'end_pending'))
-"""
-
-_RECORD_OPENED = """
-INSERT INTO sessions (scope, session_id, title, status, message_count, created_at, ended_at,
-                      local_state, opened_at, updated_at, synced_at, raw, opened_pid, opened_host)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-ON CONFLICT (scope, session_id) DO UPDATE SET
-    title = excluded.title,
-    status = excluded.status,
-    message_count = excluded.message_count,
-    created_at = excluded.created_at,
-    ended_at = COALESCE(excluded.ended_at, sessions.ended_at),
-    raw = excluded.raw,
-    local_state = CASE
-        WHEN sessions.local_state IS NULL THEN excluded.local_state
-        WHEN excluded.local_state = 'ended' THEN 'ended'
-        ELSE sessions.local_state END,
-    opened_pid = CASE WHEN sessions.opened_at IS NULL
-                      THEN excluded.opened_pid ELSE sessions.opened_pid END,
-    opened_host = CASE WHEN sessions.opened_at IS NULL
-                       THEN excluded.opened_host ELSE sessions.opened_host END,
-    opened_at = COALESCE(sessions.opened_at, excluded.opened_at),
-    updated_at = excluded.updated_at,
-    synced_at = excluded.synced_at
-"""
-
-_SESSION_SELECT = """
-SELECT s.session_id, s.scope, s.title, s.status, s.message_count, s.created_at, s.ended_at,
-       (SELECT count(*) FROM history h WHERE h.scope = s.scope AND h.session_id = s.session_id),
-       s.local_state, s.local_error, s.opened_at, s.synced_at, s.raw, s.opened_pid, s.opened_host
-FROM sessions s
-"""
-
-
-def _session_from_row(row: Sequence[Any]) -> CachedSession:
-    return CachedSession(
-        session_id=row[0],
-        scope=row[1],
-        title=row[2],
-        status=row[3],
-        # The contract makes message_count the number of entries, and history only grows: the
-        # entries cached are a lower bound even when the stored count is older than a send.
-        message_count=max(row[4], row[7]),
-        created_at=_fromiso(row[5]),
-        ended_at=_dt(row[6]),
-        entry_count=row[7],
-        local_state=row[8],
-        local_error=row[9],
-        opened_at=_dt(row[10]),
-        synced_at=_dt(row[11]),
-        raw=_LazyJSON(row[12]),
-        opened_pid=row[13],
-        opened_host=row[14],
-    )
-
-
-def _fts_query(query: str) -> str:
-    """Every whitespace-separated token as a quoted FTS5 string: no user syntax survives.
-
-    NUL separates tokens too: SQLite reads an FTS5 query as a C string, so a NUL inside a quoted
-    token would cut it short ("unterminated string").
-    """
-    tokens = [t for t in query.replace("\x00", " ").split() if any(ch.isalnum() for ch in t)]
-    return " ".join('"' + t.replace('"', '""') + '"' for t in tokens)
-
-
-# --------------------------------------------------------------------------------------------
-# The cache
 
 
 class HistoryCache:
@@ -509,7 +84,7 @@ class HistoryCache:
         if scope is not None and (not isinstance(scope, str) or not scope):
             raise ConfigurationError("scope must be a non-empty string")
         if path is None:
-            from ._paths import default_cache_path
+            from .._paths import default_cache_path
 
             path = default_cache_path()
         self._path = Path(path).expanduser()
@@ -531,16 +106,10 @@ class HistoryCache:
         if self._readonly:
             if not path.exists():
                 raise CacheError(f"no cache at {path}")
-            _check_file(path)
-            uri = "file:" + quote(str(path.absolute())) + "?mode=ro"
-            if not _can_write_wal_index(path):
-                # A read-only directory or file system: a WAL reader cannot create its -shm
-                # file. Read the file as immutable (no locks, no WAL index); what a writer
-                # left in an un-checkpointed -wal is then not seen.
-                uri += "&immutable=1"
+            check_file(path)
             try:
                 conn = sqlite3.connect(
-                    uri,
+                    readonly_uri(path),
                     uri=True,
                     timeout=BUSY_TIMEOUT_S,
                     isolation_level=None,
@@ -549,8 +118,8 @@ class HistoryCache:
             except sqlite3.Error as exc:
                 raise CacheError(f"cannot open the cache at {path}: {exc}") from None
         else:
-            _ensure_private_file(path)
-            _check_file(path)
+            ensure_private_file(path)
+            check_file(path)
             try:
                 conn = sqlite3.connect(
                     str(path),
@@ -565,7 +134,7 @@ class HistoryCache:
 
     def _prepare(self) -> tuple[str, ...]:
         conn, path = self._conn, self._path
-        applied = _inspect(conn, path)  # read-only: refuses before anything is written
+        applied = applied_migrations(conn, path)  # read-only: refuses before anything is written
         if self._readonly:
             missing = KNOWN_MIGRATIONS[len(applied) :]
             if tuple(applied) != KNOWN_MIGRATIONS[: len(applied)]:
@@ -593,14 +162,14 @@ class HistoryCache:
         if len(applied) == len(KNOWN_MIGRATIONS):
             return tuple(applied)
         with self._write_txn():
-            applied = _inspect(conn, path)  # again, under the write lock: another process
+            applied = applied_migrations(conn, path)  # again, under the write lock: another process
             if len(applied) < len(KNOWN_MIGRATIONS):  # may have migrated meanwhile
                 from . import _migrations
 
                 if tuple(_migrations.names()) != KNOWN_MIGRATIONS:  # pragma: no cover
-                    raise RuntimeError("_cache.KNOWN_MIGRATIONS is out of date")
+                    raise RuntimeError("_schema.KNOWN_MIGRATIONS is out of date")
                 _migrations.apply(conn)
-                applied = _inspect(conn, path)
+                applied = applied_migrations(conn, path)
         return tuple(applied)
 
     def _enable_wal(self) -> None:
@@ -749,7 +318,7 @@ class HistoryCache:
                 "INSERT INTO create_intents (scope, idempotency_key, title, recorded_at, "
                 "opened_pid, opened_host) VALUES (?, ?, ?, ?, ?, ?) "
                 "ON CONFLICT (scope, idempotency_key) DO NOTHING",
-                (scope, idempotency_key, title, _now(), os.getpid(), socket.gethostname()),
+                (scope, idempotency_key, title, now(), os.getpid(), socket.gethostname()),
             )
 
     def abandon_create_intent(self, idempotency_key: str) -> None:
@@ -799,24 +368,24 @@ class HistoryCache:
     def record_opened(self, info: SessionInfo, *, idempotency_key: str | None = None) -> None:
         """A session was just created here: upsert it as 'open' and drop its create intent."""
         scope = self._writable_scope()
-        now = _now()
-        state = "ended" if info.status == _contract.STATUS_ENDED else "open"
+        stamp = now()
+        state = LOCAL_ENDED if info.status == _contract.STATUS_ENDED else LOCAL_OPEN
         with self._write_txn() as conn:
             conn.execute(
-                _RECORD_OPENED,
+                _sql.RECORD_OPENED,
                 (
                     scope,
                     info.session_id,
                     info.title,
                     info.status,
                     info.message_count,
-                    _ts(info.created_at),
-                    _server_ended_at(info.raw),
+                    ts(info.created_at),
+                    server_ended_at(info.raw),
                     state,
-                    now,
-                    now,
-                    now,
-                    _raw_text(info.raw),
+                    stamp,
+                    stamp,
+                    stamp,
+                    json_text(info.raw),
                     os.getpid(),
                     socket.gethostname(),
                 ),
@@ -830,7 +399,7 @@ class HistoryCache:
     def upsert_sessions(self, infos: Iterable[SessionInfo]) -> int:
         """Mirror the server's sessions; returns how many rows were inserted or changed."""
         scope = self._writable_scope()
-        now = _now()
+        stamp = now()
         rows = [
             (
                 scope,
@@ -838,18 +407,18 @@ class HistoryCache:
                 i.title,
                 i.status,
                 i.message_count,
-                _ts(i.created_at),
-                _server_ended_at(i.raw),
-                now,
-                now,
-                _raw_text(i.raw),
+                ts(i.created_at),
+                server_ended_at(i.raw),
+                stamp,
+                stamp,
+                json_text(i.raw),
             )
             for i in infos
         ]
         if not rows:
             return 0
         with self._write_txn() as conn:
-            cur = conn.executemany(_UPSERT_SESSION, rows)
+            cur = conn.executemany(_sql.UPSERT_SESSION, rows)
             return max(cur.rowcount, 0)
 
     def mark_end_pending(self, session_id: str, error: str) -> None:
@@ -859,84 +428,64 @@ class HistoryCache:
         An already ended session stays ended.
         """
         scope = self._writable_scope()
-        now = _now()
+        stamp = now()
         with self._write_txn() as conn:
             cur = conn.execute(
-                "UPDATE sessions SET local_state = 'end_pending', local_error = ?, updated_at = ? "
-                "WHERE scope = ? AND session_id = ? AND local_state IS NOT 'ended'",
-                (error, now, scope, session_id),
+                "UPDATE sessions SET local_state = ?, local_error = ?, updated_at = ? "
+                "WHERE scope = ? AND session_id = ? AND local_state IS NOT ?",
+                (LOCAL_END_PENDING, error, stamp, scope, session_id, LOCAL_ENDED),
             )
             if cur.rowcount == 0:
                 conn.execute(
                     "INSERT INTO sessions (scope, session_id, title, status, message_count, "
                     "created_at, local_state, local_error, opened_at, updated_at, raw) "
-                    "VALUES (?, ?, NULL, ?, 0, ?, 'end_pending', ?, ?, ?, ?) "
+                    "VALUES (?, ?, NULL, ?, 0, ?, ?, ?, ?, ?, ?) "
                     "ON CONFLICT (scope, session_id) DO NOTHING",
                     (
                         scope,
                         session_id,
                         _contract.STATUS_ACTIVE,
-                        now,
+                        stamp,
+                        LOCAL_END_PENDING,
                         error,
-                        now,
-                        now,
-                        _ENCODER.encode({"session_id": session_id}),
+                        stamp,
+                        stamp,
+                        ENCODER.encode({"session_id": session_id}),
                     ),
                 )
 
     def mark_ended(self, session_id: str, info: SessionInfo | None = None) -> bool:
         """The end was confirmed. Returns False if the session is not in the cache."""
         scope = self._writable_scope()
-        now = _now()
+        stamp = now()
         with self._write_txn() as conn:
             if info is not None:
                 conn.execute(
-                    _UPSERT_SESSION,
+                    _sql.UPSERT_SESSION,
                     (
                         scope,
                         session_id,
                         info.title,
                         _contract.STATUS_ENDED,
                         info.message_count,
-                        _ts(info.created_at),
-                        _server_ended_at(info.raw),
-                        now,
-                        now,
-                        _raw_text(info.raw),
+                        ts(info.created_at),
+                        server_ended_at(info.raw),
+                        stamp,
+                        stamp,
+                        json_text(info.raw),
                     ),
                 )
             cur = conn.execute(
-                "UPDATE sessions SET local_state = 'ended', local_error = NULL, status = ?, "
+                "UPDATE sessions SET local_state = ?, local_error = NULL, status = ?, "
                 "ended_at = COALESCE(ended_at, ?), updated_at = ? "
                 "WHERE scope = ? AND session_id = ?",
-                (_contract.STATUS_ENDED, now, now, scope, session_id),
+                (LOCAL_ENDED, _contract.STATUS_ENDED, stamp, stamp, scope, session_id),
             )
             if cur.rowcount > 0:
                 self._raise_message_count(conn, scope, session_id)
             return cur.rowcount > 0
 
     # -- writes: history ---------------------------------------------------------------------
-
-    @staticmethod
-    def _rows(
-        scope: str, session_id: str, entries: Iterable[HistoryEntry], start: int
-    ) -> Iterator[tuple[Any, ...]]:
-        for seq, e in enumerate(entries, start):
-            if e.session_id != session_id:
-                raise ConfigurationError(
-                    f"entry {e.id!r} belongs to session {e.session_id!r}, not {session_id!r}"
-                )
-            yield (
-                scope,
-                session_id,
-                e.id,
-                seq,
-                e.type,
-                e.role,
-                e.content,
-                _ts(e.created_at),
-                _raw_text(e.raw),
-            )
 
     @staticmethod
     def _tail(conn: sqlite3.Connection, scope: str, session_id: str) -> tuple[int, int, str | None]:
@@ -992,7 +541,7 @@ class HistoryCache:
                         return 0
                     first_new = self._max_rowid(conn)
                     cur = conn.executemany(
-                        _INSERT_HISTORY, self._rows(scope, session_id, entries[count:], count)
+                        _sql.INSERT_HISTORY, entry_rows(scope, session_id, entries[count:], count)
                     )
                     inserted = cur.rowcount
                 else:
@@ -1038,9 +587,9 @@ class HistoryCache:
         ]
         if fixes:
             conn.executemany("UPDATE history SET seq = ? WHERE rowid = ?", fixes)
-        rows = self._rows(scope, session_id, new, 0)
+        rows = entry_rows(scope, session_id, new, 0)
         renumbered = ((*r[:3], order[r[2]], *r[4:]) for r in rows)
-        cur = conn.executemany(_INSERT_HISTORY, renumbered)
+        cur = conn.executemany(_sql.INSERT_HISTORY, renumbered)
         return max(cur.rowcount, 0)
 
     def append_entries(self, session_id: str, entries: Sequence[HistoryEntry]) -> int:
@@ -1069,7 +618,9 @@ class HistoryCache:
                 return 0
             first_new = self._max_rowid(conn)
             start = -1 if max_seq is None else int(max_seq)
-            cur = conn.executemany(_INSERT_HISTORY, self._rows(scope, session_id, fresh, start + 1))
+            cur = conn.executemany(
+                _sql.INSERT_HISTORY, entry_rows(scope, session_id, fresh, start + 1)
+            )
             self._index_new(conn, first_new)
             # message_count is not raised here: one more dirty page per send (a sessions row)
             # was a third of a send's cache cost. Reads show max(message_count, entries), and
@@ -1109,9 +660,9 @@ class HistoryCache:
             params.append(status)
         if since is not None:
             clauses.append("s.created_at >= ?")
-            params.append(_ts(since))
+            params.append(ts(since))
         sql = (
-            _SESSION_SELECT
+            _sql.SESSION_SELECT
             + " WHERE "
             + " AND ".join(clauses)
             + " ORDER BY s.created_at DESC, s.session_id DESC"
@@ -1121,52 +672,36 @@ class HistoryCache:
             params.append(int(limit))
         with self._read_txn() as conn:
             rows = conn.execute(sql, params).fetchall()
-        return [_session_from_row(r) for r in rows]
+        return [session_from_row(r) for r in rows]
 
     def session(self, session_id: str) -> CachedSession | None:
         where, args = self._scope_filter("s.")
         with self._read_txn() as conn:
             row = conn.execute(
-                _SESSION_SELECT + f" WHERE {where} AND s.session_id = ? ORDER BY s.scope LIMIT 1",
+                _sql.SESSION_SELECT
+                + f" WHERE {where} AND s.session_id = ? ORDER BY s.scope LIMIT 1",
                 (*args, session_id),
             ).fetchone()
-        return None if row is None else _session_from_row(row)
+        return None if row is None else session_from_row(row)
 
     def history(self, session_id: str) -> list[HistoryEntry]:
         """A session's cached history, oldest first (every scope's, if unscoped)."""
-        new = object.__new__
-        cls, lazy = HistoryEntry, _LazyJSON
-        set_id, set_sid, set_type, set_role, set_content, set_created, set_raw = _ENTRY_SETTERS
-        set_text, set_data = _LAZY_SETTERS
         out: list[HistoryEntry] = []
-        append = out.append
-        with self._read_txn() as conn, _gc_paused():
+        with self._read_txn() as conn, gc_paused():
             for scope in self._scopes_with_history(conn):
                 cur = conn.execute(
-                    f"SELECT {_HISTORY_COLS} FROM history "
+                    f"SELECT {_sql.HISTORY_COLS} FROM history "
                     "WHERE scope = ? AND session_id = ? ORDER BY seq",
                     (scope, session_id),
                 )
-                for entry_id, type_, role, content, created_at, raw in cur:
-                    e = new(cls)
-                    set_id(e, entry_id)
-                    set_sid(e, session_id)
-                    set_type(e, type_)
-                    set_role(e, role)
-                    set_content(e, content)
-                    set_created(e, _fromiso(created_at))
-                    r = new(lazy)
-                    set_text(r, raw)
-                    set_data(r, None)
-                    set_raw(e, r)
-                    append(e)
+                out.extend(build_entries(session_id, cur))
         return out
 
     def search(
         self, query: str, *, limit: int = 20, session_id: str | None = None
     ) -> list[SearchHit]:
         """Full-text search of history contents, best first. Any string is safe."""
-        match = _fts_query(query)
+        match = _sql.fts_query(query)
         if not match or limit <= 0:
             return []
         try:
@@ -1232,7 +767,7 @@ class HistoryCache:
         # Unary + keeps the planner on the rowid lookups (not a scan of the scope index).
         marks = ",".join("?" * len(rowids))
         sql = (
-            f"SELECT rowid, scope, session_id, {_HISTORY_COLS} FROM history "
+            f"SELECT rowid, scope, session_id, {_sql.HISTORY_COLS} FROM history "
             f"WHERE rowid IN ({marks})"
         )
         params: list[Any] = list(rowids)
@@ -1253,7 +788,7 @@ class HistoryCache:
                     role=r[5],
                     content=r[6],
                     created_at=_fromiso(r[7]),
-                    raw=_LazyJSON(r[8]),
+                    raw=LazyJSON(r[8]),
                 ),
             )
         return out
@@ -1263,13 +798,13 @@ class HistoryCache:
         where, args = self._scope_filter("s.")
         with self._read_txn() as conn:
             rows = conn.execute(
-                _SESSION_SELECT + f" WHERE {where} AND s.local_state IN ('open', 'end_pending')"
+                _sql.SESSION_SELECT + f" WHERE {where} AND s.local_state IN {_sql.PENDING}"
                 " ORDER BY s.created_at, s.session_id",
                 args,
             ).fetchall()
-        return [_session_from_row(r) for r in rows]
+        return [session_from_row(r) for r in rows]
 
-    def stats(self) -> dict[str, Any]:
+    def stats(self) -> CacheStats:
         """Counts per status and scope, entries, file size, schema version, date range."""
         where, args = self._scope_filter()
         with self._read_txn() as conn:
@@ -1297,8 +832,7 @@ class HistoryCache:
                 f"SELECT min(created_at), max(created_at) FROM sessions WHERE {where}", args
             ).fetchone()
             pending = conn.execute(
-                f"SELECT count(*) FROM sessions WHERE {where} "
-                "AND local_state IN ('open', 'end_pending')",
+                f"SELECT count(*) FROM sessions WHERE {where} AND local_state IN {_sql.PENDING}",
                 args,
             ).fetchone()[0]
             intents = conn.execute(
@@ -1308,45 +842,25 @@ class HistoryCache:
         for suffix in ("", "-wal"):
             with suppress(OSError):
                 size += os.stat(f"{self._path}{suffix}").st_size
-        return {
-            "path": str(self._path),
-            "scope": self._scope,
-            "schema_version": self.schema_version,
-            "migrations": list(self._applied),
-            "sessions": sum(by_status.values()),
-            "sessions_by_status": by_status,
-            "sessions_by_scope": by_scope,
-            "entries": sum(entries_by_scope.values()),
-            "entries_by_scope": {k: v for k, v in entries_by_scope.items() if v},
-            "pending_ends": pending,
-            "create_intents": intents,
-            "oldest_created_at": oldest,
-            "newest_created_at": newest,
-            "file_size": size,
-        }
+        return CacheStats(
+            path=str(self._path),
+            scope=self._scope,
+            schema_version=self.schema_version,
+            migrations=tuple(self._applied),
+            sessions=sum(by_status.values()),
+            sessions_by_status=by_status,
+            sessions_by_scope=by_scope,
+            entries=sum(entries_by_scope.values()),
+            entries_by_scope={k: v for k, v in entries_by_scope.items() if v},
+            pending_ends=pending,
+            create_intents=intents,
+            oldest_created_at=oldest,
+            newest_created_at=newest,
+            file_size=size,
+        )
 
     def integrity_check(self) -> list[str]:
-        """Problems found by ``PRAGMA integrity_check`` and the FTS5 integrity check.
-
-        Empty means fine. The FTS5 check is a write statement for SQLite, so it is skipped on a
-        read-only cache.
-        """
-        problems: list[str] = []
+        """Problems found by ``PRAGMA integrity_check``, then by the FTS5 integrity check; empty
+        means sound. A read-only cache runs the FTS5 check (a write for SQLite) on a copy."""
         with self._lock:
-            conn = self._conn
-            try:
-                rows = conn.execute("PRAGMA integrity_check").fetchall()
-            except sqlite3.DatabaseError as exc:
-                return [f"integrity_check failed: {exc}"]
-            problems.extend(str(r[0]) for r in rows if r[0] != "ok")
-            if not self._readonly:
-                try:
-                    conn.execute(
-                        "INSERT INTO history_fts (history_fts, rank) VALUES ('integrity-check', 1)"
-                    )
-                except sqlite3.DatabaseError as exc:
-                    problems.append(
-                        f"history_fts does not match history ({exc}); "
-                        "rebuild it with: sqlite-utils rebuild-fts PATH history"
-                    )
-        return problems
+            return integrity_problems(self._conn, self._path, readonly=self._readonly)

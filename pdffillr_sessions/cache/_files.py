@@ -1,0 +1,84 @@
+"""The cache file itself: refuse what is not ours before anything writes, create it private.
+
+These checks read bytes and permissions only; they never open the file with SQLite, so a file
+that is not a cache is refused untouched (SQLite would otherwise happily create tables in it).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from urllib.parse import quote
+
+from .._exceptions import CacheError
+
+__all__ = ["can_write_wal_index", "check_file", "ensure_private_file", "readonly_uri"]
+
+_SQLITE_MAGIC = b"SQLite format 3\x00"
+
+
+def check_file(path: Path) -> None:
+    """Refuse a file that is not SQLite before SQLite (or we) write anything to it."""
+    try:
+        size = path.stat().st_size
+        if size == 0:
+            return
+        with open(path, "rb") as fh:
+            header = fh.read(100)
+    except OSError as exc:
+        raise CacheError(f"cannot read the cache at {path}: {exc}") from None
+    if len(header) < 100 or not header.startswith(_SQLITE_MAGIC):
+        raise CacheError(f"{path} is not a pdffillr-sessions cache (not an SQLite database)")
+    page_size = int.from_bytes(header[16:18], "big")
+    page_size = 65536 if page_size == 1 else page_size
+    if page_size < 512 or page_size & (page_size - 1):
+        raise CacheError(f"{path} is not a pdffillr-sessions cache (corrupt SQLite header)")
+    wal = Path(f"{path}-wal")
+    wal_in_use = wal.exists() and wal.stat().st_size > 0
+    n_pages = int.from_bytes(header[28:32], "big")
+    header_valid = header[24:28] == header[92:96]
+    if not wal_in_use and (size % page_size or (header_valid and size < n_pages * page_size)):
+        raise CacheError(f"{path} is truncated or corrupt ({size} bytes): not a usable cache")
+
+
+def can_write_wal_index(path: Path) -> bool:
+    """Whether a reader can use (or create) the ``-shm`` file next to a WAL database."""
+    shm = path.with_name(path.name + "-shm")
+    if shm.exists():
+        return os.access(shm, os.R_OK | os.W_OK)
+    return os.access(path.parent, os.W_OK | os.X_OK)
+
+
+def readonly_uri(path: Path) -> str:
+    """The SQLite URI that opens ``path`` without ever writing to it.
+
+    In a read-only directory or file system a WAL reader cannot create its ``-shm`` file: the
+    file is then read as immutable (no locks, no WAL index), and what a writer left in an
+    un-checkpointed ``-wal`` is not seen.
+    """
+    uri = "file:" + quote(str(path.absolute())) + "?mode=ro"
+    if not can_write_wal_index(path):
+        uri += "&immutable=1"
+    return uri
+
+
+def ensure_private_file(path: Path) -> None:
+    """Create the file (0600) and every missing parent directory (0700), whatever the umask."""
+    parent = path.parent
+    missing = [d for d in (parent, *parent.parents) if not d.exists()]
+    for directory in reversed(missing):  # every directory we create is private, not just the last
+        try:
+            os.mkdir(directory, 0o700)
+            os.chmod(directory, 0o700)  # whatever the umask
+        except FileExistsError:
+            continue
+        except OSError as exc:
+            raise CacheError(f"cannot create the cache directory {directory}: {exc}") from None
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return
+    except OSError as exc:
+        raise CacheError(f"cannot create the cache at {path}: {exc}") from None
+    os.close(fd)
+    # SQLite gives the -wal and -shm files the database file's permissions.

@@ -1,0 +1,50 @@
+"""What a ``cache=`` argument means, in one place for ``Session``, ``sync``, ``reap`` and ``end``.
+
+``None`` (or ``True``) is the default file (``PDFFILLR_SESSIONS_DB`` or the user data
+directory), ``False`` turns mirroring off, a path opens that file, and a ``HistoryCache`` is
+used as given, through a view restricted to the client's key.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import TypeAlias
+
+from .._exceptions import ConfigurationError
+from ._store import HistoryCache
+
+__all__ = ["CacheArg", "open_cache"]
+
+CacheArg: TypeAlias = "HistoryCache | str | os.PathLike[str] | bool | None"
+
+
+def open_cache(
+    cache: CacheArg, scope: str, *, readonly: bool = False
+) -> tuple[HistoryCache | None, bool]:
+    """The cache to use for ``scope`` and whether the caller owns it (must close it).
+
+    ``readonly`` applies to a cache opened here; a ``HistoryCache`` passed in keeps its mode.
+    """
+    if cache is False:
+        return None, False
+    if isinstance(cache, HistoryCache):
+        if cache.scope not in (None, scope):
+            raise ConfigurationError(
+                "this HistoryCache is scoped to another API key than the client's"
+            )
+        return cache.for_scope(scope), False
+    path = None if cache is None or cache is True else cache
+    return HistoryCache(path, scope=scope, readonly=readonly), True
+
+
+def cache_path(cache: CacheArg) -> os.PathLike[str] | str | None:
+    """The file a ``cache=`` argument names (None: mirroring is off)."""
+    if cache is False:
+        return None
+    if isinstance(cache, HistoryCache):
+        return cache.path
+    if cache is None or cache is True:
+        from .._paths import default_cache_path
+
+        return default_cache_path()
+    return cache

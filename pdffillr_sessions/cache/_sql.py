@@ -1,0 +1,98 @@
+"""The SQL the store runs: statement text, and the one function that builds user input into SQL.
+
+The local states come from ``_contract`` so that their spelling exists once; the schema's CHECK
+constraint (a released migration) spells them too and must never change.
+"""
+
+from __future__ import annotations
+
+from .._contract import LOCAL_END_PENDING, LOCAL_ENDED, LOCAL_OPEN, STATUS_ENDED
+
+__all__ = [
+    "HISTORY_COLS",
+    "INSERT_HISTORY",
+    "PENDING",
+    "RECORD_OPENED",
+    "SESSION_SELECT",
+    "UPSERT_SESSION",
+    "fts_query",
+]
+
+#: ``local_state IN {PENDING}``: opened here, end not confirmed.
+PENDING = f"('{LOCAL_OPEN}', '{LOCAL_END_PENDING}')"
+
+HISTORY_COLS = "id, type, role, content, created_at, raw"
+
+INSERT_HISTORY = (
+    "INSERT INTO history (scope, session_id, id, seq, type, role, content, created_at, raw) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+
+UPSERT_SESSION = f"""
+INSERT INTO sessions (scope, session_id, title, status, message_count, created_at, ended_at,
+                      updated_at, synced_at, raw)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+ON CONFLICT (scope, session_id) DO UPDATE SET
+    title = excluded.title,
+    status = excluded.status,
+    message_count = excluded.message_count,
+    created_at = excluded.created_at,
+    ended_at = COALESCE(excluded.ended_at, sessions.ended_at),
+    raw = excluded.raw,
+    local_state = CASE WHEN excluded.status = '{STATUS_ENDED}'
+                        AND sessions.local_state IN {PENDING}
+                       THEN '{LOCAL_ENDED}' ELSE sessions.local_state END,
+    local_error = CASE WHEN excluded.status = '{STATUS_ENDED}'
+                        AND sessions.local_state IN {PENDING}
+                       THEN NULL ELSE sessions.local_error END,
+    updated_at = excluded.updated_at,
+    synced_at = excluded.synced_at
+WHERE sessions.title IS NOT excluded.title
+   OR sessions.status IS NOT excluded.status
+   OR sessions.message_count IS NOT excluded.message_count
+   OR sessions.created_at IS NOT excluded.created_at
+   OR sessions.raw IS NOT excluded.raw
+   OR (excluded.ended_at IS NOT NULL AND sessions.ended_at IS NOT excluded.ended_at)
+   OR (excluded.status = '{STATUS_ENDED}' AND sessions.local_state IN {PENDING})
+"""
+
+RECORD_OPENED = f"""
+INSERT INTO sessions (scope, session_id, title, status, message_count, created_at, ended_at,
+                      local_state, opened_at, updated_at, synced_at, raw, opened_pid, opened_host)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+ON CONFLICT (scope, session_id) DO UPDATE SET
+    title = excluded.title,
+    status = excluded.status,
+    message_count = excluded.message_count,
+    created_at = excluded.created_at,
+    ended_at = COALESCE(excluded.ended_at, sessions.ended_at),
+    raw = excluded.raw,
+    local_state = CASE
+        WHEN sessions.local_state IS NULL THEN excluded.local_state
+        WHEN excluded.local_state = '{LOCAL_ENDED}' THEN '{LOCAL_ENDED}'
+        ELSE sessions.local_state END,
+    opened_pid = CASE WHEN sessions.opened_at IS NULL
+                      THEN excluded.opened_pid ELSE sessions.opened_pid END,
+    opened_host = CASE WHEN sessions.opened_at IS NULL
+                       THEN excluded.opened_host ELSE sessions.opened_host END,
+    opened_at = COALESCE(sessions.opened_at, excluded.opened_at),
+    updated_at = excluded.updated_at,
+    synced_at = excluded.synced_at
+"""
+
+SESSION_SELECT = """
+SELECT s.session_id, s.scope, s.title, s.status, s.message_count, s.created_at, s.ended_at,
+       (SELECT count(*) FROM history h WHERE h.scope = s.scope AND h.session_id = s.session_id),
+       s.local_state, s.local_error, s.opened_at, s.synced_at, s.raw, s.opened_pid, s.opened_host
+FROM sessions s
+"""
+
+
+def fts_query(query: str) -> str:
+    """Every whitespace-separated token as a quoted FTS5 string: no user syntax survives.
+
+    NUL separates tokens too: SQLite reads an FTS5 query as a C string, so a NUL inside a quoted
+    token would cut it short ("unterminated string").
+    """
+    tokens = [t for t in query.replace("\x00", " ").split() if any(ch.isalnum() for ch in t)]
+    return " ".join('"' + t.replace('"', '""') + '"' for t in tokens)
