@@ -139,6 +139,9 @@ class _Server(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
     block_on_close = False  # Emulator.stop() joins the threads itself, with a deadline
+    # socketserver's default backlog of 5 drops the SYNs of a burst of concurrent connections
+    # (16 threads each opening one); the kernel caps this at net.core.somaxconn anyway.
+    request_queue_size = 128
     timeout = 0.0  # handle_request() is only called when the socket is ready
 
     def __init__(self, address: tuple[str, int], emulator: Emulator) -> None:
