@@ -29,7 +29,7 @@ from urllib.parse import unquote, urlsplit
 
 from .. import _contract
 from .._scope import key_scope
-from ._faults import Fault, FaultSpecError
+from ._faults import DEFAULT_FAULT_KINDS, Fault, FaultSpecError
 from ._state import (
     ApiError,
     Dialect,
@@ -45,15 +45,6 @@ __all__ = ["DEFAULT_FAULT_KINDS", "Emulator", "RequestRecord"]
 logger = logging.getLogger("pdffillr_sessions.emulator")
 
 CONTROL_PREFIX = "/_emulator"
-DEFAULT_FAULT_KINDS: tuple[str, ...] = (
-    "503",
-    "429",
-    "500",
-    "502",
-    "drop_before",
-    "drop_after",
-    "truncate",
-)
 MAX_BODY_BYTES = 64 * 1024 * 1024
 _BASE_SEGMENTS = _contract.SESSIONS_PATH.strip("/").split("/")
 _JSON = "application/json"
