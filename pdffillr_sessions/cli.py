@@ -527,35 +527,8 @@ def end(session_ids: tuple[str, ...], base_url: str | None, as_json: bool, db: P
 
 # -- the emulator ------------------------------------------------------------------------------
 
+# The very command of `python -m pdffillr_sessions.emulator`, so the two cannot drift apart. Its
+# module imports only click and the fault parser: the server loads when the command runs.
+from .emulator._cli import emulator_command  # noqa: E402
 
-@main.command()
-@click.option(
-    "--port",
-    type=click.IntRange(0, 65535),
-    default=8765,
-    show_default=True,
-    help="0 picks a free port.",
-)
-@click.option("--host", default="127.0.0.1", show_default=True)
-@click.option(
-    "--fault",
-    "faults",
-    multiple=True,
-    metavar="SPEC",
-    help="A scripted fault, repeatable (e.g. 503:POST::times=2, drop_after:POST:"
-    "/messages$); see `python -m pdffillr_sessions.emulator --help`.",
-)
-@click.option(
-    "--deterministic", is_flag=True, help="A fixed clock from 2026-01-01T00:00:00Z and counter ids."
-)
-def emulator(port: int, host: str, faults: tuple[str, ...], deterministic: bool) -> None:
-    """Run the local Pdffillr emulator in the foreground until Ctrl-C."""
-    from .emulator import Fault, FaultSpecError, serve_forever_cli
-
-    try:
-        parsed = [Fault.parse(spec) for spec in faults]
-    except FaultSpecError as exc:
-        raise click.BadParameter(str(exc), param_hint="--fault") from None
-    serve_forever_cli(
-        port, host, parsed, deterministic=deterministic, echo=lambda line: click.echo(line)
-    )
+main.add_command(emulator_command, name="emulator")

@@ -329,6 +329,25 @@ def test_offline_commands_do_not_import_httpx(filled: dict[str, str], db: Path) 
     assert out.stdout.strip() == "[]"
 
 
+def test_the_emulator_command_is_registered_without_loading_the_server() -> None:
+    """`pdffillr-sessions emulator` is the emulator module's own command object, and
+    registering it imports neither the HTTP server nor the stdlib's http.server."""
+    code = textwrap.dedent(
+        """
+        import sys
+        from pdffillr_sessions.cli import main
+        from pdffillr_sessions.emulator._cli import emulator_command
+        assert main.commands["emulator"] is emulator_command
+        heavy = ("pdffillr_sessions.emulator._server", "http.server")
+        print([m for m in heavy if m in sys.modules])
+        """
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True
+    )
+    assert out.stdout.strip() == "[]"
+
+
 def _cli_command() -> list[str]:
     script = Path(sys.executable).with_name("pdffillr-sessions")
     if script.exists():

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -17,10 +19,20 @@ from typing import Any
 
 import httpx
 import pytest
+from click.testing import CliRunner, Result
 
 from pdffillr_sessions import _contract
-from pdffillr_sessions.emulator import Dialect, Emulator, Fault, FaultSpecError, ServiceState
-from pdffillr_sessions.emulator._server import parse_multipart
+from pdffillr_sessions.cli import main as cli_main
+from pdffillr_sessions.emulator import (
+    Dialect,
+    Emulator,
+    Fault,
+    FaultSpecError,
+    ServiceState,
+    emulator_command,
+    serve_forever_cli,
+)
+from pdffillr_sessions.emulator._server import _Server, parse_multipart
 from pdffillr_sessions.emulator._state import ApiError, assistant_reply
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -685,16 +697,182 @@ def test_module_runs_and_stops_on_signal(sig: signal.Signals) -> None:
             proc.wait()
 
 
-def test_module_rejects_bad_fault_spec() -> None:
-    r = subprocess.run(
-        [sys.executable, "-m", "pdffillr_sessions.emulator", "--port", "0", "--fault", "nope"],
+def _module(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "pdffillr_sessions.emulator", *args],
         capture_output=True,
         text=True,
         cwd=ROOT,
         timeout=10,
         env={**os.environ, "PYTHONPATH": str(ROOT)},
     )
-    assert r.returncode == 2 and "nope" in r.stderr
+
+
+def test_module_rejects_bad_fault_spec() -> None:
+    r = _module("--port", "0", "--fault", "nope")
+    assert r.returncode == 2 and r.stdout == ""
+    assert r.stderr.startswith("Usage: python -m pdffillr_sessions.emulator [OPTIONS]")
+    assert "Error: Invalid value for '--fault': 'nope'" in r.stderr
+    assert "Traceback" not in r.stderr
+
+
+def _invoke(entry: str, *args: str) -> Result:
+    """Run ``python -m pdffillr_sessions.emulator`` or ``pdffillr-sessions emulator`` in-process."""
+    if entry == "module":
+        return CliRunner().invoke(
+            emulator_command, list(args), prog_name="python -m pdffillr_sessions.emulator"
+        )
+    return CliRunner().invoke(cli_main, ["emulator", *args], prog_name="pdffillr-sessions")
+
+
+ENTRY_POINTS = ["module", "pdffillr-sessions"]
+
+
+def test_both_entry_points_are_one_command_with_every_option() -> None:
+    module_help = _module("--help")
+    assert module_help.returncode == 0, module_help.stderr
+    assert module_help.stdout.startswith("Usage: python -m pdffillr_sessions.emulator [OPTIONS]")
+    group_help = _invoke("pdffillr-sessions", "--help")
+    assert group_help.exit_code == 0
+    assert group_help.output.startswith("Usage: pdffillr-sessions emulator [OPTIONS]")
+    options = module_help.stdout.split("\nOptions:\n", 1)[1]
+    same_text = re.sub(r"\s+", "", group_help.output.split("\nOptions:\n", 1)[1])
+    assert same_text == re.sub(r"\s+", "", options)  # but for the wrapping (terminal width)
+    for flag in ("--port", "--host", "--fault", "--fault-rate", "--seed", "--deterministic"):
+        assert f"  {flag} " in options, flag
+    assert "  --key API_KEY " in options and "-h, --help" in options
+
+
+@pytest.mark.parametrize("entry", ENTRY_POINTS)
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--fault", "503:POST::times=1", "--fault", "teapot:GET"], "Invalid value for '--fault'"),
+        (["--fault", "503::a:b"], "too many fields"),
+        (["--fault-rate", "1.5"], "Invalid value for '--fault-rate'"),
+        (["--port", "70000"], "Invalid value for '--port'"),
+    ],
+)
+def test_bad_options_are_usage_errors_before_listening(
+    entry: str, args: list[str], message: str
+) -> None:
+    r = _invoke(entry, *args)
+    assert r.exit_code == 2 and r.exception is not None and isinstance(r.exception, SystemExit)
+    assert message in r.stderr and "Traceback" not in r.output
+    assert "listening" not in r.output
+
+
+@pytest.mark.parametrize("entry", ENTRY_POINTS)
+def test_port_in_use_is_one_error_line(entry: str) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        r = _invoke(entry, "--port", str(port))
+    assert r.exit_code == 1 and r.stdout == ""
+    assert r.stderr.startswith(f"Error: cannot listen on 127.0.0.1:{port}: ")
+    assert r.stderr.count("\n") == 1 and "Traceback" not in r.stderr
+
+
+@contextlib.contextmanager
+def _running_module(*args: str) -> Iterator[str]:
+    """``python -m pdffillr_sessions.emulator --port 0 ARGS`` in a real process; yields its URL
+    (its first line) and checks that SIGTERM stops it cleanly."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "pdffillr_sessions.emulator", "--port", "0", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        cwd=ROOT,
+    )
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        assert line.startswith("Pdffillr emulator listening on http://127.0.0.1:"), line
+        yield line.split()[-1]
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=10)
+        assert proc.returncode == 0, err
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+def test_key_option_reaches_the_emulator() -> None:
+    with (
+        _running_module("--key", "key-a", "--key", "key-b") as url,
+        httpx.Client(base_url=url, timeout=5) as c,
+    ):
+        assert c.get(SESSIONS, headers=auth("key-a")).status_code == 200
+        assert c.get(SESSIONS, headers=auth("key-b")).status_code == 200
+        rejected = c.get(SESSIONS, headers=auth("key-c"))
+        assert rejected.status_code == 401 and error_type(rejected) == "authentication_error"
+        assert c.get(SESSIONS).status_code == 401
+
+
+def _random_fault_kinds(url: str, n: int) -> list[str | None]:
+    with httpx.Client(base_url=url, headers=auth(), timeout=5) as c:
+        for _ in range(n):
+            with contextlib.suppress(httpx.TransportError):  # drop and truncate faults
+                c.get(SESSIONS)
+        return [r["fault"] for r in c.get("/_emulator/requests").json()]
+
+
+def test_fault_rate_and_seed_reach_the_emulator() -> None:
+    with _running_module("--fault-rate", "0.5", "--seed", "42") as url:
+        from_the_shell = _random_fault_kinds(url, 12)
+    with Emulator(fault_rate=0.5, seed=42) as emu:
+        assert from_the_shell == _random_fault_kinds(emu.url, 12)
+    assert None in from_the_shell and set(from_the_shell) != {None}
+
+
+def test_serve_forever_cli_serves_until_its_stop_event() -> None:
+    lines: list[str] = []
+    listening, stop = threading.Event(), threading.Event()
+
+    def echo(line: str) -> None:
+        lines.append(line)
+        listening.set()
+
+    status: list[int] = []
+    t = threading.Thread(
+        target=lambda: status.append(
+            serve_forever_cli(
+                0, faults=["503:GET::times=1"], valid_keys=["key-a"], echo=echo, stop_event=stop
+            )
+        )
+    )
+    t.start()
+    try:
+        assert listening.wait(5)
+        url = lines[0].split()[-1]
+        with httpx.Client(base_url=url, timeout=5) as c:
+            assert c.get(SESSIONS, headers=auth("key-a")).status_code == 503  # the fault
+            assert c.get(SESSIONS, headers=auth("key-a")).status_code == 200
+            assert c.get(SESSIONS, headers=auth("key-b")).status_code == 401
+    finally:
+        stop.set()
+        t.join(5)
+    assert status == [0] and lines[-1] == "Pdffillr emulator stopped"
+
+
+def test_listen_backlog_holds_a_burst_of_connections() -> None:
+    """16 clients connecting while the accept loop is busy all complete their handshake.
+
+    Nothing accepts here, so every connection waits in the kernel's queue: with socketserver's
+    default backlog of 5 the 7th SYN is dropped and its connect() times out."""
+    server = _Server(("127.0.0.1", 0), Emulator())
+    clients: list[socket.socket] = []
+    try:
+        for _ in range(16):
+            clients.append(socket.create_connection(server.server_address[:2], timeout=5))
+    finally:
+        for c in clients:
+            c.close()
+        server.server_close()
+    assert len(clients) == 16
 
 
 def test_vcr_cassettes_recorded_twice_are_identical(tmp_path: Path) -> None:

@@ -1,10 +1,9 @@
-"""``python -m pdffillr_sessions.emulator --port N [--fault SPEC ...] [--deterministic]``."""
+"""``python -m pdffillr_sessions.emulator [OPTIONS]``: the same command as ``pdffillr-sessions
+emulator`` (see ``--help``)."""
 
 from __future__ import annotations
 
-import sys
-
-from ._cli import main
+from ._cli import emulator_command
 
 if __name__ == "__main__":
-    sys.exit(main())
+    emulator_command(prog_name="python -m pdffillr_sessions.emulator")

@@ -1,27 +1,37 @@
-"""Run the emulator in the foreground: ``python -m pdffillr_sessions.emulator`` (argparse only).
+"""The emulator's one command line: ``python -m pdffillr_sessions.emulator`` and
+``pdffillr-sessions emulator`` are the same click command object, ``emulator_command``.
 
-``serve_forever_cli`` is the reusable entry point (a click command can call it).
+Importing this module must stay cheap: ``pdffillr_sessions.cli`` imports it at start-up to
+register the command, and its offline commands must not pay for an HTTP server they never run.
+So only click and the fault parser are imported here; the server is imported when one is run.
+
+``serve_forever_cli`` is the reusable Python entry point (it raises instead of exiting).
 """
 
 from __future__ import annotations
 
-import argparse
 import signal
-import sys
 import threading
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable
 from types import FrameType
+from typing import TYPE_CHECKING
 
-from ._faults import Fault, FaultSpecError
-from ._server import DEFAULT_FAULT_KINDS, Emulator
-from ._state import Dialect
+import click
+
+from ._faults import DEFAULT_FAULT_KINDS, Fault, FaultSpecError
+
+if TYPE_CHECKING:
+    from ._server import Emulator
+    from ._state import Dialect
+
+__all__ = ["DEFAULT_PORT", "FAULT_HELP", "emulator_command", "serve_forever_cli"]
 
 DEFAULT_PORT = 8765
 FAULT_HELP = (
-    "a scripted fault, repeatable: ACTION[:METHOD[:PATH_REGEX]][:option=value...], ACTION a "
+    "A scripted fault, repeatable: ACTION[:METHOD[:PATH_REGEX]][:option=value...], ACTION a "
     "status code or drop_before|drop_after|delay|truncate; options times=N, retry-after=S, "
     "retry-after-ms=MS, seconds=S, body=TEXT, content-type=T, header=Name=Value, keep=N. "
-    "e.g. 503:POST:/v1/sdk/chat/sessions$:times=2:retry-after=1 or drop_after:POST:/messages$"
+    "E.g. 503:POST:/v1/sdk/chat/sessions$:times=2:retry-after=1 or drop_after:POST:/messages$"
 )
 
 
@@ -39,19 +49,31 @@ def serve_forever_cli(
     echo: Callable[[str], None] = lambda line: print(line, flush=True),
     stop_event: threading.Event | None = None,
 ) -> int:
-    """Serve until Ctrl-C, SIGTERM or ``stop_event``; returns the exit status (0)."""
-    parsed = [Fault.parse(f) if isinstance(f, str) else f for f in faults]
+    """Serve until Ctrl-C, SIGTERM or ``stop_event``; returns the exit status (0).
+
+    Raises ``OSError`` if the address cannot be bound, ``FaultSpecError`` for a bad SPEC.
+    """
+    from ._server import Emulator
+
     emu = Emulator(
         port,
         host,
         valid_keys=valid_keys,
         dialect=dialect,
         deterministic=deterministic,
-        faults=parsed,
+        faults=[Fault.parse(f) if isinstance(f, str) else f for f in faults],
         fault_rate=fault_rate,
         seed=seed,
         fault_kinds=fault_kinds,
     )
+    emu.start()
+    return _serve_started(emu, echo, stop_event)
+
+
+def _serve_started(
+    emu: Emulator, echo: Callable[[str], None], stop_event: threading.Event | None
+) -> int:
+    """Print the URL, wait for Ctrl-C, SIGTERM or ``stop_event``, then stop ``emu``."""
     done = stop_event or threading.Event()
     previous = None
     on_main = threading.current_thread() is threading.main_thread()
@@ -59,7 +81,6 @@ def serve_forever_cli(
     def _on_term(signum: int, frame: FrameType | None) -> None:
         done.set()
 
-    emu.start()
     try:
         if on_main:
             previous = signal.signal(signal.SIGTERM, _on_term)
@@ -77,48 +98,98 @@ def serve_forever_cli(
     return 0
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m pdffillr_sessions.emulator",
-        description="A local server of the Pdffillr sessions API, for tests and examples.",
-    )
-    parser.add_argument("--port", type=int, default=DEFAULT_PORT, help="0 picks a free port")
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--fault", action="append", default=[], metavar="SPEC", help=FAULT_HELP)
-    parser.add_argument(
-        "--fault-rate",
-        type=float,
-        default=0.0,
-        help="probability of a random fault per /v1 request",
-    )
-    parser.add_argument("--seed", type=int, default=None, help="seed of the random faults")
-    parser.add_argument(
-        "--deterministic",
-        action="store_true",
-        help="fixed clock from 2026-01-01T00:00:00Z and counter ids",
-    )
-    parser.add_argument(
-        "--key",
-        action="append",
-        default=None,
-        metavar="API_KEY",
-        help="accept only these API keys (repeatable; default: any key)",
-    )
-    args = parser.parse_args(argv)
+def _parse_faults(
+    ctx: click.Context, param: click.Parameter, specs: tuple[str, ...]
+) -> list[Fault]:
+    """Parse every ``--fault`` before anything listens: a bad SPEC is a usage error (exit 2)."""
     try:
-        faults = [Fault.parse(s) for s in args.fault]
-        return serve_forever_cli(
-            args.port,
-            args.host,
-            faults,
-            fault_rate=args.fault_rate,
-            seed=args.seed,
-            deterministic=args.deterministic,
-            valid_keys=args.key,
-        )
-    except (FaultSpecError, ValueError) as exc:
-        parser.error(str(exc))
-    except OSError as exc:
-        print(f"error: cannot listen on {args.host}:{args.port}: {exc}", file=sys.stderr)
-        return 1
-    return 0  # pragma: no cover - parser.error exits
+        return [Fault.parse(spec) for spec in specs]
+    except FaultSpecError as exc:
+        raise click.BadParameter(str(exc), ctx=ctx, param=param) from None
+
+
+@click.command(
+    "emulator",
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+@click.option(
+    "--port",
+    type=click.IntRange(0, 65535),
+    default=DEFAULT_PORT,
+    show_default=True,
+    help="Port to listen on; 0 picks a free one (the first line printed gives the URL).",
+)
+@click.option(
+    "--host",
+    default="127.0.0.1",
+    show_default=True,
+    help="Address to listen on (0.0.0.0 exposes the emulator to the network).",
+)
+@click.option(
+    "--fault",
+    "faults",
+    multiple=True,
+    metavar="SPEC",
+    callback=_parse_faults,
+    help=FAULT_HELP,
+)
+@click.option(
+    "--fault-rate",
+    type=click.FloatRange(0.0, 1.0),
+    default=0.0,
+    show_default=True,
+    help="Probability that a /v1 request with no scripted fault gets a random one of "
+    f"{', '.join(DEFAULT_FAULT_KINDS)}.",
+)
+@click.option(
+    "--seed",
+    type=int,
+    default=None,
+    help="Seed of the --fault-rate draws, so that a run's random faults can be replayed.",
+)
+@click.option(
+    "--deterministic",
+    is_flag=True,
+    help="A fixed clock from 2026-01-01T00:00:00Z, counter ids and a fixed Date header: the "
+    "same calls get byte-identical answers (for recording cassettes).",
+)
+@click.option(
+    "--key",
+    "keys",
+    multiple=True,
+    metavar="API_KEY",
+    help="Accept only this API key (repeatable); others get 401. Default: any Bearer key.",
+)
+def emulator_command(
+    port: int,
+    host: str,
+    faults: list[Fault],
+    fault_rate: float,
+    seed: int | None,
+    deterministic: bool,
+    keys: tuple[str, ...],
+) -> None:
+    """Run the local Pdffillr emulator until Ctrl-C or SIGTERM.
+
+    A local server of the sessions API, in the foreground; its first line gives its URL. Other
+    processes can script it through its control routes (no auth): GET /_emulator/stats,
+    GET /_emulator/requests, GET|POST|DELETE /_emulator/faults, POST /_emulator/reset.
+    """
+    from ._server import Emulator
+
+    emu = Emulator(
+        port,
+        host,
+        valid_keys=keys or None,
+        deterministic=deterministic,
+        faults=faults,
+        fault_rate=fault_rate,
+        seed=seed,
+    )
+    try:
+        emu.start()
+    except OSError as exc:  # address in use, no such interface, privileged port...
+        where = f"[{host}]" if ":" in host else host
+        reason = exc.strerror or str(exc)
+        raise click.ClickException(f"cannot listen on {where}:{port}: {reason}") from None
+    _serve_started(emu, click.echo, None)

@@ -33,11 +33,21 @@ import re
 from collections.abc import Mapping
 from typing import Any, Literal, cast
 
-__all__ = ["ACTIONS", "Fault", "FaultSpecError"]
+__all__ = ["ACTIONS", "DEFAULT_FAULT_KINDS", "Fault", "FaultSpecError"]
 
 Action = Literal["status", "drop_before", "drop_after", "delay", "truncate"]
 ACTIONS: tuple[str, ...] = ("status", "drop_before", "drop_after", "delay", "truncate")
 DEFAULT_PREFIX = "/v1"
+#: What ``fault_rate`` draws from: status codes as strings, or action names.
+DEFAULT_FAULT_KINDS: tuple[str, ...] = (
+    "503",
+    "429",
+    "500",
+    "502",
+    "drop_before",
+    "drop_after",
+    "truncate",
+)
 
 
 class FaultSpecError(ValueError):

@@ -29,7 +29,7 @@ from urllib.parse import unquote, urlsplit
 
 from .. import _contract
 from .._scope import key_scope
-from ._faults import Fault, FaultSpecError
+from ._faults import DEFAULT_FAULT_KINDS, Fault, FaultSpecError
 from ._state import (
     ApiError,
     Dialect,
@@ -45,15 +45,6 @@ __all__ = ["DEFAULT_FAULT_KINDS", "Emulator", "RequestRecord"]
 logger = logging.getLogger("pdffillr_sessions.emulator")
 
 CONTROL_PREFIX = "/_emulator"
-DEFAULT_FAULT_KINDS: tuple[str, ...] = (
-    "503",
-    "429",
-    "500",
-    "502",
-    "drop_before",
-    "drop_after",
-    "truncate",
-)
 MAX_BODY_BYTES = 64 * 1024 * 1024
 _BASE_SEGMENTS = _contract.SESSIONS_PATH.strip("/").split("/")
 _JSON = "application/json"
@@ -139,6 +130,9 @@ class _Server(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
     block_on_close = False  # Emulator.stop() joins the threads itself, with a deadline
+    # socketserver's default backlog of 5 drops the SYNs of a burst of concurrent connections
+    # (16 threads each opening one); the kernel caps this at net.core.somaxconn anyway.
+    request_queue_size = 128
     timeout = 0.0  # handle_request() is only called when the socket is ready
 
     def __init__(self, address: tuple[str, int], emulator: Emulator) -> None:

@@ -290,10 +290,6 @@ class ServiceState:
             mine.sort(key=lambda s: (s.created_at, s.seq), reverse=True)
             return [self._render_session(s) for s in mine]
 
-    def get(self, api_key: str, session_id: str) -> dict[str, Any]:
-        with self.lock:
-            return self._render_session(self._get(api_key, session_id))
-
     def require_active(self, api_key: str, session_id: str) -> None:
         """404 if the key has no such session, 409 if it has ended."""
         with self.lock:
@@ -421,10 +417,6 @@ class ServiceState:
                 "sessions_active": active,
                 "idempotent_replays": self.idempotent_replays,
             }
-
-    def api_keys(self) -> set[str]:
-        with self.lock:
-            return {s.api_key for s in self._sessions.values()}
 
 
 def validate_url(value: Any) -> str:
