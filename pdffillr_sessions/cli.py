@@ -31,6 +31,7 @@ from ._durations import parse_duration, parse_since
 from ._exceptions import PdffillrError, one_line
 from ._paths import default_cache_path
 from ._version import __version__
+from .emulator._cli import emulator_command
 
 if TYPE_CHECKING:
     from ._client import PdffillrClient
@@ -525,10 +526,6 @@ def end(session_ids: tuple[str, ...], base_url: str | None, as_json: bool, db: P
         raise SystemExit(1)
 
 
-# -- the emulator ------------------------------------------------------------------------------
-
 # The very command of `python -m pdffillr_sessions.emulator`, so the two cannot drift apart. Its
 # module imports only click and the fault parser: the server loads when the command runs.
-from .emulator._cli import emulator_command  # noqa: E402
-
 main.add_command(emulator_command, name="emulator")

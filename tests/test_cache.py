@@ -15,10 +15,10 @@ from typing import Any
 
 import pytest
 
-from pdffillr_sessions.cache import KNOWN_MIGRATIONS, HistoryCache
 from pdffillr_sessions._exceptions import CacheError, ConfigurationError
 from pdffillr_sessions._models import HistoryEntry, SessionInfo, parse_entry, parse_session
 from pdffillr_sessions._scope import key_scope
+from pdffillr_sessions.cache import KNOWN_MIGRATIONS, HistoryCache
 
 KEY_A = "sk-test-AAAA-secret-key-alpha-0123456789"
 KEY_B = "sk-test-BBBB-secret-key-bravo-9876543210"

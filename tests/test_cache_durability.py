@@ -31,10 +31,10 @@ import pytest
 from click.testing import CliRunner, Result
 
 from pdffillr_sessions import HistoryCache, PdffillrClient, Session
-from pdffillr_sessions.cache import KNOWN_MIGRATIONS
+from pdffillr_sessions._liveness import pid_alive as _pid_alive
 from pdffillr_sessions._models import HistoryEntry, parse_entry
 from pdffillr_sessions._scope import key_scope
-from pdffillr_sessions._liveness import pid_alive as _pid_alive
+from pdffillr_sessions.cache import KNOWN_MIGRATIONS
 from pdffillr_sessions.cli import main
 from pdffillr_sessions.emulator import Emulator
 

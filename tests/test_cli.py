@@ -18,8 +18,8 @@ import pytest
 from click.testing import CliRunner, Result
 
 from pdffillr_sessions import PdffillrClient, Session
-from pdffillr_sessions.cache import HistoryCache
 from pdffillr_sessions._scope import key_scope
+from pdffillr_sessions.cache import HistoryCache
 from pdffillr_sessions.cli import main, parse_duration, parse_since
 
 ROOT = Path(__file__).resolve().parent.parent
