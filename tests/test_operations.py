@@ -1,0 +1,417 @@
+"""The library's operations (``sync``, ``reap``, ``end_sessions``) called from Python, and the
+pure decisions they share with the CLI (``plan_sync``, ``decide_session``, ``decide_intent``)."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import attrs
+import pytest
+from click.testing import CliRunner
+
+import pdffillr_sessions as pfs
+from pdffillr_sessions import (
+    CachedSession,
+    EndReport,
+    HistoryCache,
+    NotFoundError,
+    PdffillrClient,
+    ReapReport,
+    Session,
+    SyncReport,
+    end_sessions,
+    reap,
+    sync,
+)
+from pdffillr_sessions._reap import decide_intent, decide_session
+from pdffillr_sessions._sync import plan_sync
+from pdffillr_sessions.cache import CreateIntent
+from pdffillr_sessions.cli import main
+from pdffillr_sessions.emulator import Fault
+
+KEY = "sk_operations_0123456789SECRET"
+NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+
+
+@pytest.fixture
+def client(emulator: Any) -> Iterator[PdffillrClient]:
+    with PdffillrClient(KEY, base_url=emulator.url, sleep=lambda s: None) as c:
+        yield c
+
+
+@pytest.fixture
+def db(tmp_path: Path) -> Path:
+    return tmp_path / "history.db"
+
+
+def _cached(db: Path) -> dict[str, CachedSession]:
+    with HistoryCache(db, readonly=True) as cache:
+        return {s.session_id: s for s in cache.sessions()}
+
+
+# -- sync --------------------------------------------------------------------------------------
+
+
+def test_sync_returns_a_typed_report_and_mirrors_every_history(
+    client: PdffillrClient, db: Path
+) -> None:
+    sids = []
+    for i in range(12):
+        sid = client.sessions.create(f"review {i}").session_id
+        for j in range(i % 3):
+            client.sessions.send(sid, f"message {j} of {i}")
+        sids.append(sid)
+    client.sessions.end(sids[0])
+    seen: list[tuple[int, int, str]] = []
+
+    report = sync(client, db, concurrency=4, progress=lambda *a: seen.append(a))
+
+    assert isinstance(report, SyncReport)
+    with_history = [s for i, s in enumerate(sids) if i % 3]
+    assert report == SyncReport(
+        sessions=12,
+        new=12,
+        changed=0,
+        unchanged=0,
+        histories_fetched=len(with_history),
+        entries_added=sum(2 * (i % 3) for i in range(12)),
+        not_listed_upstream=(),
+    )
+    # One progress call per fetched history, counting up, each naming its session.
+    assert [d for d, _, _ in seen] == list(range(1, len(with_history) + 1))
+    assert {t for _, t, _ in seen} == {len(with_history)}
+    assert sorted(s for _, _, s in seen) == sorted(with_history)
+    cached = _cached(db)
+    assert cached[sids[0]].status == "ended"
+    with HistoryCache(db, readonly=True) as cache:
+        for sid in sids:
+            assert [e.id for e in cache.history(sid)] == [
+                e.id for e in client.sessions.messages(sid)
+            ]
+
+    again = sync(client, db)
+    assert again.new == again.changed == again.histories_fetched == again.entries_added == 0
+    assert again.unchanged == 12
+
+
+def test_concurrent_and_sequential_sync_mirror_the_same_rows(
+    client: PdffillrClient, tmp_path: Path
+) -> None:
+    for i in range(9):
+        sid = client.sessions.create(f"s{i}").session_id
+        for j in range(i):
+            client.sessions.send(sid, f"m{j}")
+    one, many = tmp_path / "one.db", tmp_path / "many.db"
+    assert sync(client, one, concurrency=1) == sync(client, many, concurrency=8)
+    for path_a, path_b in [(one, many)]:
+        with HistoryCache(path_a, readonly=True) as a, HistoryCache(path_b, readonly=True) as b:
+            for s in a.sessions():
+                assert a.history(s.session_id) == b.history(s.session_id)
+            assert len(a.sessions()) == len(b.sessions()) == 9
+
+
+def test_sync_fetches_in_parallel(client: PdffillrClient, emulator: Any, db: Path) -> None:
+    """With 8 in flight, 8 histories that each take 0.3 s are fetched together, not in turn."""
+    for i in range(8):
+        sid = client.sessions.create(f"slow {i}").session_id
+        client.sessions.send(sid, "hello")
+    emulator.add_fault(Fault("delay", method="GET", path=r"/messages$", seconds=0.3, times=8))
+    in_flight = 0
+    peak = 0
+    lock = threading.Lock()
+    messages = client.sessions.messages
+
+    def counting(session_id: str) -> list[pfs.HistoryEntry]:
+        nonlocal in_flight, peak
+        with lock:
+            in_flight += 1
+            peak = max(peak, in_flight)
+        try:
+            return messages(session_id)
+        finally:
+            with lock:
+                in_flight -= 1
+
+    client.sessions.messages = counting  # type: ignore[method-assign]
+    report = sync(client, db, concurrency=8)
+    assert report.histories_fetched == 8
+    assert peak >= 4  # sequential fetching would never exceed 1
+
+
+def test_sync_of_unknown_ids_raises_before_writing(client: PdffillrClient, db: Path) -> None:
+    client.sessions.create("known")
+    with pytest.raises(NotFoundError, match=r"sess_nope.*and 1 more"):
+        sync(client, db, session_ids=["sess_nope", "sess_nope2"])
+    assert not db.exists()
+
+
+def test_sync_of_chosen_ids_only(client: PdffillrClient, db: Path) -> None:
+    a = client.sessions.create("a").session_id
+    client.sessions.create("b")
+    report = sync(client, db, session_ids=[a, a])
+    assert report.sessions == 1 and set(_cached(db)) == {a}
+
+
+def test_a_failed_fetch_stops_the_sync_with_a_typed_error(
+    client: PdffillrClient, emulator: Any, db: Path
+) -> None:
+    for i in range(5):
+        client.sessions.send(client.sessions.create(f"s{i}").session_id, "hi")
+    emulator.add_fault(Fault("status", status=404, method="GET", path=r"/messages$", times=100))
+    with pytest.raises(NotFoundError):
+        sync(client, db, concurrency=3)
+    # The listing was recorded; no history was, and no thread is left running a fetch.
+    assert len(_cached(db)) == 5
+    assert not [t for t in threading.enumerate() if t.name.startswith("pdffillr-sync")]
+
+
+@pytest.mark.parametrize("bad", [0, -1, 1.5])
+def test_sync_refuses_a_bad_concurrency(client: PdffillrClient, db: Path, bad: Any) -> None:
+    with pytest.raises(pfs.ConfigurationError):
+        sync(client, db, concurrency=bad)
+    with pytest.raises(pfs.ConfigurationError):
+        sync(client, False)
+
+
+def test_plan_sync_decides_from_counts_status_and_title() -> None:
+    def info(sid: str, count: int, status: str = "active", title: str = "t") -> pfs.SessionInfo:
+        return pfs.SessionInfo(
+            session_id=sid, title=title, status=status, message_count=count, created_at=NOW
+        )  # type: ignore[arg-type]
+
+    def cached(sid: str, count: int, status: str = "active", title: str = "t") -> CachedSession:
+        return CachedSession(
+            session_id=sid,
+            scope="s",
+            title=title,
+            status=status,  # type: ignore[arg-type]
+            message_count=count,
+            created_at=NOW,
+            ended_at=None,
+            entry_count=count,
+            local_state=None,
+            local_error=None,
+            opened_at=None,
+            synced_at=None,
+        )
+
+    before = {
+        "same": cached("same", 2),
+        "more": cached("more", 2),
+        "ended": cached("ended", 2),
+        "renamed": cached("renamed", 0),
+    }
+    listed = [
+        info("same", 2),
+        info("more", 4),
+        info("ended", 2, status="ended"),
+        info("renamed", 0, title="new title"),
+        info("new_empty", 0),
+        info("new_full", 3),
+    ]
+    plan = plan_sync(before, listed)
+    assert [i.session_id for i in plan.new] == ["new_empty", "new_full"]
+    assert [i.session_id for i in plan.changed] == ["more", "ended", "renamed"]
+    assert [i.session_id for i in plan.stale] == ["more", "new_full"]
+
+
+# -- reap --------------------------------------------------------------------------------------
+
+
+def _leave_open(client: PdffillrClient, db: Path, title: str) -> str:
+    """A session recorded as opened here and never ended (as after a SIGKILL)."""
+    info = client.sessions.create(title)
+    with HistoryCache(db, scope=client.key_scope) as cache:
+        cache.record_opened(info)
+    return info.session_id
+
+
+def test_reap_from_python_ends_what_was_left_open(
+    client: PdffillrClient, emulator: Any, db: Path
+) -> None:
+    sid = _leave_open(client, db, "left open")
+    dead = lambda pid, host: False  # noqa: E731 - the opener is known dead
+
+    dry = reap(client, db, dry_run=True, older_than=timedelta(0), is_alive=dead)
+    assert isinstance(dry, ReapReport) and dry.dry_run and dry.ok
+    assert [(o.kind, o.action, o.session_id) for o in dry.outcomes] == [
+        ("session", "would_end", sid)
+    ]
+    assert emulator.sessions(KEY)[0]["status"] == "active"  # a dry run sends nothing
+
+    done = reap(client, db, older_than=timedelta(0), is_alive=dead)
+    (outcome,) = done.outcomes
+    assert outcome.action == "ended" and outcome.local_state == "open" and not outcome.live
+    assert done.count("ended") == 1 and done.ok
+    assert emulator.sessions(KEY)[0]["status"] == "ended"
+    assert _cached(db)[sid].local_state == "ended"
+    assert reap(client, db, older_than=timedelta(0)).outcomes == ()
+
+
+def test_reap_skips_live_and_young_records_unless_told(client: PdffillrClient, db: Path) -> None:
+    sid = _leave_open(client, db, "running elsewhere")
+    alive = lambda pid, host: True  # noqa: E731
+
+    (young,) = reap(client, db, is_alive=lambda p, h: False).outcomes  # default: 1 h
+    assert young.action == "skipped" and "too recent" in (young.detail or "")
+    (live,) = reap(client, db, older_than=timedelta(0), is_alive=alive).outcomes
+    assert live.action == "skipped" and live.live
+    (forced,) = reap(
+        client, db, older_than=timedelta(0), include_live=True, is_alive=alive
+    ).outcomes
+    assert forced.action == "ended" and forced.session_id == sid
+
+
+def test_reap_with_no_cache_file_creates_nothing(client: PdffillrClient, db: Path) -> None:
+    report = reap(client, db)
+    assert report.outcomes == () and report.note is not None and str(db) in report.note
+    assert not db.exists()
+
+
+def test_reap_replays_a_create_intent_with_its_key(
+    client: PdffillrClient, emulator: Any, db: Path
+) -> None:
+    with HistoryCache(db, scope=client.key_scope) as cache:
+        cache.record_create_intent("pfs_lost_reply_key", "lost reply")
+    client.sessions.create("lost reply", idempotency_key="pfs_lost_reply_key")  # the lost create
+
+    (outcome,) = reap(client, db, older_than=timedelta(0), is_alive=lambda p, h: False).outcomes
+    assert outcome.kind == "create_intent" and outcome.action == "ended"
+    assert outcome.idempotency_key == "pfs_lost_reply_key"
+    assert [s["status"] for s in emulator.sessions(KEY)] == ["ended"]  # replayed, not duplicated
+    with HistoryCache(db, readonly=True) as cache:
+        assert cache.create_intents() == []
+
+
+def test_decisions_are_pure_and_end_pending_is_always_ended() -> None:
+    base = CachedSession(
+        session_id="s",
+        scope="x",
+        title=None,
+        status="active",
+        message_count=0,
+        created_at=NOW,
+        ended_at=None,
+        entry_count=0,
+        local_state="open",
+        local_error=None,
+        opened_at=NOW,
+        synced_at=None,
+        opened_pid=42,
+    )
+    before, after = NOW - timedelta(minutes=1), NOW + timedelta(minutes=1)
+    decide = decide_session
+    assert decide(base, cutoff=after, include_live=False, live=False).action == "would_end"
+    assert decide(base, cutoff=before, include_live=False, live=False).action == "skipped"
+    assert decide(base, cutoff=after, include_live=False, live=True).action == "skipped"
+    assert decide(base, cutoff=after, include_live=True, live=True).action == "would_end"
+    pending = attrs.evolve(base, local_state="end_pending")
+    assert decide(pending, cutoff=before, include_live=False, live=True).action == "would_end"
+
+    intent = CreateIntent(scope="x", idempotency_key="k", title=None, recorded_at=NOW)
+    young = decide_intent(intent, cutoff=before, include_live=False, live=False)
+    assert young.action == "skipped"
+    old = decide_intent(intent, cutoff=after, include_live=False, live=False)
+    assert old.action == "would_replay_and_end"
+
+
+# -- end ---------------------------------------------------------------------------------------
+
+
+def test_end_sessions_ends_each_records_it_and_reports_unknown_ids(
+    client: PdffillrClient, emulator: Any, db: Path
+) -> None:
+    opened_here = _leave_open(client, db, "opened here")
+    made_elsewhere = client.sessions.create("made by another tool").session_id
+
+    report = end_sessions(client, [opened_here, "sess_unknown", made_elsewhere], db)
+
+    assert isinstance(report, EndReport) and not report.ok
+    assert [(o.session_id, o.action) for o in report.outcomes] == [
+        (opened_here, "ended"),
+        ("sess_unknown", "not_found"),
+        (made_elsewhere, "ended"),
+    ]
+    assert {s["status"] for s in emulator.sessions(KEY)} == {"ended"}
+    cached = _cached(db)
+    assert cached[opened_here].local_state == "ended"
+    assert cached[made_elsewhere].status == "ended"  # added from the server's list
+    assert "sess_unknown" not in cached
+
+
+def test_end_sessions_keeps_a_failed_end_pending_for_reap(
+    client: PdffillrClient, emulator: Any, db: Path
+) -> None:
+    sid = _leave_open(client, db, "end fails")
+    emulator.add_fault(Fault("status", status=503, method="POST", path=r"/end$", times=10))
+    (outcome,) = end_sessions(client, [sid], db).outcomes
+    assert outcome.action == "failed" and "503" in (outcome.detail or "")
+    assert _cached(db)[sid].local_state == "end_pending"
+
+
+def test_cli_end_prints_one_error_line_per_unknown_id_and_ends_the_others(
+    client: PdffillrClient, emulator: Any, db: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PDFFILLR_API_KEY", KEY)
+    monkeypatch.setenv("PDFFILLR_BASE_URL", emulator.url)
+    a = client.sessions.create("a").session_id
+    b = client.sessions.create("b").session_id
+    result = CliRunner().invoke(main, ["end", a, "sess_typo", b, "--db", str(db)])
+    assert result.exit_code == 1
+    assert result.stderr == "Error: no session 'sess_typo' under this API key\n"
+    assert result.stdout == f"ended  {a}\nended  {b}\n"
+    assert {s["status"] for s in emulator.sessions(KEY)} == {"ended"}
+
+    again = CliRunner().invoke(main, ["end", a, "--db", str(db), "--json"])
+    assert again.exit_code == 0  # ending an ended session is not an error
+    assert json.loads(again.stdout)["results"] == [
+        {"session_id": a, "action": "ended", "detail": None}
+    ]
+
+
+def test_cli_end_needs_an_id(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PDFFILLR_API_KEY", KEY)
+    result = CliRunner().invoke(main, ["end"])
+    assert result.exit_code == 2 and "Missing argument" in result.stderr
+
+
+# -- the public surface ------------------------------------------------------------------------
+
+
+def test_operations_and_their_reports_are_exported() -> None:
+    for name in (
+        "sync",
+        "reap",
+        "end_sessions",
+        "SyncReport",
+        "ReapReport",
+        "ReapOutcome",
+        "EndReport",
+        "EndOutcome",
+        "CacheStats",
+        "CachedSession",
+        "SearchHit",
+        "CreateIntent",
+    ):
+        assert name in pfs.__all__
+        assert getattr(pfs, name) is not None
+    for cls in (SyncReport, ReapReport, EndReport, pfs.CacheStats, CachedSession, pfs.SearchHit):
+        assert attrs.has(cls)
+        with pytest.raises(attrs.exceptions.FrozenInstanceError):
+            obj = object.__new__(cls)
+            obj.x = 1  # type: ignore[attr-defined]
+
+
+def test_a_session_then_sync_with_the_same_cache_object(client: PdffillrClient, db: Path) -> None:
+    """``cache=`` takes a HistoryCache too, as for Session."""
+    with HistoryCache(db, api_key=KEY) as cache:
+        with Session(client, title="shared", cache=cache) as s:
+            s.send("hello")
+        report = sync(client, cache)
+        assert report.sessions == 1 and report.histories_fetched == 0
+        assert cache.stats().entries == 2
