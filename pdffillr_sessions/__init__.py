@@ -37,14 +37,16 @@ from ._version import __version__
 if TYPE_CHECKING:
     from ._async_client import AsyncPdffillrClient
     from ._cache import HistoryCache
-    from ._client import PdffillrClient, RetryPolicy, Timeout
+    from ._client import PdffillrClient
+    from ._config import Timeout
+    from ._retry import RetryPolicy
     from ._session import Session
 
 _LAZY = {
     "AsyncPdffillrClient": "._async_client",
     "PdffillrClient": "._client",
-    "RetryPolicy": "._client",
-    "Timeout": "._client",
+    "RetryPolicy": "._retry",
+    "Timeout": "._config",
     "Session": "._session",
     "HistoryCache": "._cache",
 }
