@@ -1,8 +1,10 @@
 """The asynchronous client: ``httpx.AsyncClient`` and an awaited retry loop.
 
-Everything but the I/O is shared with ``PdffillrClient``: settings (``_settings``, ``_config``),
-the calls (``_calls``), what one exchange needs (``_exchange``), what to retry and how long to
-wait (``_retry``), how bodies are read (``_models``).
+Only I/O lives here, in the same shape as ``PdffillrClient``: ``request()`` is the one loop and
+``run()`` reads a ``Call`` through it. Settings (``_settings``, ``_config``), the calls and how
+their answers are read (``_calls``), what one exchange needs (``_exchange``), what to retry and
+how long to wait (``_retry``) are shared; ``tests/test_client_surface.py`` keeps the two public
+surfaces identical.
 """
 
 from __future__ import annotations
@@ -10,14 +12,14 @@ from __future__ import annotations
 import asyncio
 import builtins
 import time
-from collections.abc import Awaitable, Callable
-from typing import TypeVar
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any, TypeVar
 
 import httpx
 
 from . import _calls, _exchange
 from ._calls import Call
-from ._config import Timeout, resolve_config
+from ._config import Timeout
 from ._models import HistoryEntry, SessionInfo
 from ._retry import RetryPolicy, run_with_retries_async
 from ._settings import ConfiguredClient
@@ -28,7 +30,7 @@ __all__ = ["AsyncPdffillrClient", "AsyncSessionsResource"]
 T = TypeVar("T")
 
 
-class AsyncPdffillrClient(ConfiguredClient):
+class AsyncPdffillrClient(ConfiguredClient[httpx.AsyncClient]):
     """The async twin of ``PdffillrClient``: same arguments, same errors, same retries.
 
     ``async with AsyncPdffillrClient() as client: await client.sessions.create()``.
@@ -46,7 +48,7 @@ class AsyncPdffillrClient(ConfiguredClient):
         transport: httpx.AsyncBaseTransport | None = None,
         sleep: Callable[[float], Awaitable[None]] | None = None,
     ) -> None:
-        self._config = resolve_config(
+        super().__init__(
             api_key,
             base_url=base_url,
             timeout=timeout,
@@ -61,21 +63,32 @@ class AsyncPdffillrClient(ConfiguredClient):
         """Close the connection pool. Idempotent."""
         await self._http.aclose()
 
-    @property
-    def closed(self) -> bool:
-        return self._http.is_closed
-
     async def __aenter__(self) -> AsyncPdffillrClient:
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
         await self.aclose()
 
-    async def run(self, call: Call[T]) -> T:
-        """Run one ``Call`` with retries (one Idempotency-Key for all its attempts)."""
+    # -- the one I/O loop -------------------------------------------------------------------
+
+    async def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        json: Any = None,
+        files: Mapping[str, Any] | None = None,
+        idempotent: bool = True,
+        idempotency_key: str | None = None,
+    ) -> httpx.Response:
+        """Send one logical request with retries and return its 2xx response.
+
+        Non-idempotent calls (create, send, attach) get ONE ``Idempotency-Key`` made here, before
+        the retry loop (or given as ``idempotency_key``), and sent unchanged on every attempt: a
+        retry after a lost reply can never create a second session or send a message twice.
+        """
         _exchange.ensure_open(self._http.is_closed, type(self).__name__)
-        method, path = call.method, call.path
-        headers = _exchange.idempotency_headers(call.idempotent, call.idempotency_key)
+        headers = _exchange.idempotency_headers(idempotent, idempotency_key)
         timeout = self.timeout
         deadline = _exchange.deadline_of(timeout, time.monotonic())
 
@@ -83,20 +96,31 @@ class AsyncPdffillrClient(ConfiguredClient):
             limits = _exchange.attempt_timeout(timeout, deadline, time.monotonic(), method, path)
             try:
                 response = await self._http.request(
-                    method, path, json=call.json, files=call.files, headers=headers, timeout=limits
+                    method, path, json=json, files=files, headers=headers, timeout=limits
                 )
             except httpx.TransportError as exc:
                 raise _exchange.transport_error(exc, method, path) from exc
             return _exchange.check_response(response, method, path)
 
+        return await run_with_retries_async(
+            attempt,
+            sleep=self._sleep,
+            policy=self.retry_policy,
+            max_retries=self.max_retries,
+            describe=f"{method} {path}",
+            deadline=deadline,
+        )
+
+    async def run(self, call: Call[T]) -> T:
+        """Run one ``Call`` (see ``_calls``) and read its answer."""
         try:
-            response = await run_with_retries_async(
-                attempt,
-                sleep=self._sleep,
-                policy=self.retry_policy,
-                max_retries=self.max_retries,
-                describe=f"{method} {path}",
-                deadline=deadline,
+            response = await self.request(
+                call.method,
+                call.path,
+                json=call.json,
+                files=call.files,
+                idempotent=call.idempotent,
+                idempotency_key=call.idempotency_key,
             )
         except call.done_on:
             return call.parse(b"")

@@ -2,7 +2,7 @@
 
 Only I/O lives here. Settings (``_settings``, ``_config``), the calls and how their answers are
 read (``_calls``), what one exchange needs (``_exchange``), what to retry and how long to wait
-(``_retry``) are shared with ``AsyncPdffillrClient``.
+(``_retry``) are shared with ``AsyncPdffillrClient``, whose loop has exactly this shape.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import httpx
 
 from . import _calls, _exchange
 from ._calls import Call
-from ._config import Timeout, resolve_config
+from ._config import Timeout
 from ._models import HistoryEntry, SessionInfo
 from ._retry import RetryPolicy, run_with_retries
 from ._settings import ConfiguredClient
@@ -27,7 +27,7 @@ __all__ = ["PdffillrClient", "RetryPolicy", "SessionsResource", "Timeout"]
 T = TypeVar("T")
 
 
-class PdffillrClient(ConfiguredClient):
+class PdffillrClient(ConfiguredClient[httpx.Client]):
     """A client for the Pdffillr chat-sessions API.
 
     Make one at start-up and reuse it (it holds one connection pool); close it with ``close()``
@@ -48,7 +48,7 @@ class PdffillrClient(ConfiguredClient):
         transport: httpx.BaseTransport | None = None,
         sleep: Callable[[float], None] | None = None,
     ) -> None:
-        self._config = resolve_config(
+        super().__init__(
             api_key,
             base_url=base_url,
             timeout=timeout,
@@ -62,10 +62,6 @@ class PdffillrClient(ConfiguredClient):
     def close(self) -> None:
         """Close the connection pool. Idempotent."""
         self._http.close()
-
-    @property
-    def closed(self) -> bool:
-        return self._http.is_closed
 
     def __enter__(self) -> PdffillrClient:
         return self

@@ -1,23 +1,51 @@
-"""The read-only view of a client's settings, shared by the sync and async clients.
+"""The part of a client that is not I/O: its settings, resolved once, and the view onto them.
 
-Both clients expose the same properties and ``repr`` and open their one httpx client with the
-same options: that code lives here once, over the ``ClientConfig`` each client resolves.
+``PdffillrClient`` and ``AsyncPdffillrClient`` both derive from ``ConfiguredClient``: arguments
+are resolved into a ``ClientConfig`` in one ``__init__``, and the read-only properties, the
+``repr``, ``closed`` and the options of the one httpx client exist once, so the two clients can
+differ only in their I/O loop.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Generic, TypeVar
 
-from ._config import ClientConfig, Timeout
+import httpx
+
+from ._config import ClientConfig, Timeout, resolve_config
 from ._retry import RetryPolicy
 
 __all__ = ["ConfiguredClient"]
 
+HttpT = TypeVar("HttpT", httpx.Client, httpx.AsyncClient)
 
-class ConfiguredClient:
-    """The read-only view of a client's settings, shared by the sync and async clients."""
+
+class ConfiguredClient(Generic[HttpT]):
+    """The settings both clients share, over the one httpx client (sync or async) each holds.
+
+    A subclass calls ``super().__init__`` with its configuration arguments, then opens
+    ``self._http`` with ``self._http_options()``.
+    """
 
     _config: ClientConfig
+    _http: HttpT
+
+    def __init__(
+        self,
+        api_key: str | None,
+        *,
+        base_url: str | None,
+        timeout: float | Timeout | None,
+        max_retries: int,
+        retry_policy: RetryPolicy | None,
+    ) -> None:
+        self._config = resolve_config(
+            api_key,
+            base_url=base_url,
+            timeout=timeout,
+            max_retries=max_retries,
+            retry_policy=retry_policy,
+        )
 
     @property
     def base_url(self) -> str:
@@ -39,6 +67,10 @@ class ConfiguredClient:
     def key_scope(self) -> str:
         """The one-way fingerprint of the key that scopes cached rows (never the key)."""
         return self._config.key_scope
+
+    @property
+    def closed(self) -> bool:
+        return self._http.is_closed
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(base_url={self.base_url!r}, key_scope={self.key_scope!r})"
