@@ -37,9 +37,11 @@ from ._version import __version__
 
 if TYPE_CHECKING:
     from ._async_client import AsyncPdffillrClient
-    from ._client import PdffillrClient, RetryPolicy, Timeout
+    from ._client import PdffillrClient
+    from ._config import Timeout
     from ._end import EndOutcome, EndReport, end_sessions
     from ._reap import ReapOutcome, ReapReport, reap
+    from ._retry import RetryPolicy
     from ._session import Session
     from ._sync import SyncReport, sync
     from .cache import CachedSession, CacheStats, CreateIntent, HistoryCache, SearchHit
@@ -47,8 +49,8 @@ if TYPE_CHECKING:
 _LAZY = {
     "AsyncPdffillrClient": "._async_client",
     "PdffillrClient": "._client",
-    "RetryPolicy": "._client",
-    "Timeout": "._client",
+    "RetryPolicy": "._retry",
+    "Timeout": "._config",
     "Session": "._session",
     "HistoryCache": ".cache",
     "CachedSession": ".cache",

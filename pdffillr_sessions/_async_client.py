@@ -1,7 +1,10 @@
 """The asynchronous client: ``httpx.AsyncClient`` and an awaited retry loop.
 
-Everything but the I/O is shared with ``PdffillrClient``: configuration and the calls
-(``_base``), what to retry and how long to wait (``_retry``), how bodies are read (``_models``).
+Only I/O lives here, in the same shape as ``PdffillrClient``: ``request()`` is the one loop and
+``run()`` reads a ``Call`` through it. Settings (``_settings``, ``_config``), the calls and how
+their answers are read (``_calls``), what one exchange needs (``_exchange``), what to retry and
+how long to wait (``_retry``) are shared; ``tests/test_client_surface.py`` keeps the two public
+surfaces identical.
 """
 
 from __future__ import annotations
@@ -9,22 +12,25 @@ from __future__ import annotations
 import asyncio
 import builtins
 import time
-from collections.abc import Awaitable, Callable
-from typing import TypeVar
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any, TypeVar
 
 import httpx
 
-from . import _base
-from ._base import Call, FileInput, Timeout
+from . import _calls, _exchange
+from ._calls import Call
+from ._config import Timeout
 from ._models import HistoryEntry, SessionInfo
 from ._retry import RetryPolicy, run_with_retries_async
+from ._settings import ConfiguredClient
+from ._uploads import FileInput
 
 __all__ = ["AsyncPdffillrClient", "AsyncSessionsResource"]
 
 T = TypeVar("T")
 
 
-class AsyncPdffillrClient(_base.ConfiguredClient):
+class AsyncPdffillrClient(ConfiguredClient[httpx.AsyncClient]):
     """The async twin of ``PdffillrClient``: same arguments, same errors, same retries.
 
     ``async with AsyncPdffillrClient() as client: await client.sessions.create()``.
@@ -42,7 +48,7 @@ class AsyncPdffillrClient(_base.ConfiguredClient):
         transport: httpx.AsyncBaseTransport | None = None,
         sleep: Callable[[float], Awaitable[None]] | None = None,
     ) -> None:
-        self._config = _base.resolve_config(
+        super().__init__(
             api_key,
             base_url=base_url,
             timeout=timeout,
@@ -57,42 +63,64 @@ class AsyncPdffillrClient(_base.ConfiguredClient):
         """Close the connection pool. Idempotent."""
         await self._http.aclose()
 
-    @property
-    def closed(self) -> bool:
-        return self._http.is_closed
-
     async def __aenter__(self) -> AsyncPdffillrClient:
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
         await self.aclose()
 
-    async def run(self, call: Call[T]) -> T:
-        """Run one ``Call`` with retries (one Idempotency-Key for all its attempts)."""
-        _base.ensure_open(self._http.is_closed, type(self).__name__)
-        method, path = call.method, call.path
-        headers = _base.idempotency_headers(call.idempotent, call.idempotency_key)
+    # -- the one I/O loop -------------------------------------------------------------------
+
+    async def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        json: Any = None,
+        files: Mapping[str, Any] | None = None,
+        idempotent: bool = True,
+        idempotency_key: str | None = None,
+    ) -> httpx.Response:
+        """Send one logical request with retries and return its 2xx response.
+
+        Non-idempotent calls (create, send, attach) get ONE ``Idempotency-Key`` made here, before
+        the retry loop (or given as ``idempotency_key``), and sent unchanged on every attempt: a
+        retry after a lost reply can never create a second session or send a message twice.
+        """
+        _exchange.ensure_open(self._http.is_closed, type(self).__name__)
+        headers = _exchange.idempotency_headers(idempotent, idempotency_key)
         timeout = self.timeout
-        deadline = _base.deadline_of(timeout, time.monotonic())
+        deadline = _exchange.deadline_of(timeout, time.monotonic())
 
         async def attempt(number: int) -> httpx.Response:
-            limits = _base.attempt_timeout(timeout, deadline, time.monotonic(), method, path)
+            limits = _exchange.attempt_timeout(timeout, deadline, time.monotonic(), method, path)
             try:
                 response = await self._http.request(
-                    method, path, json=call.json, files=call.files, headers=headers, timeout=limits
+                    method, path, json=json, files=files, headers=headers, timeout=limits
                 )
             except httpx.TransportError as exc:
-                raise _base.transport_error(exc, method, path) from exc
-            return _base.check_response(response, method, path)
+                raise _exchange.transport_error(exc, method, path) from exc
+            return _exchange.check_response(response, method, path)
 
+        return await run_with_retries_async(
+            attempt,
+            sleep=self._sleep,
+            policy=self.retry_policy,
+            max_retries=self.max_retries,
+            describe=f"{method} {path}",
+            deadline=deadline,
+        )
+
+    async def run(self, call: Call[T]) -> T:
+        """Run one ``Call`` (see ``_calls``) and read its answer."""
         try:
-            response = await run_with_retries_async(
-                attempt,
-                sleep=self._sleep,
-                policy=self.retry_policy,
-                max_retries=self.max_retries,
-                describe=f"{method} {path}",
-                deadline=deadline,
+            response = await self.request(
+                call.method,
+                call.path,
+                json=call.json,
+                files=call.files,
+                idempotent=call.idempotent,
+                idempotency_key=call.idempotency_key,
             )
         except call.done_on:
             return call.parse(b"")
@@ -109,23 +137,23 @@ class AsyncSessionsResource:
         self, title: str | None = None, *, idempotency_key: str | None = None
     ) -> SessionInfo:
         """Open a new, empty session; ``idempotency_key`` makes it replayable."""
-        return await self._client.run(_base.create_call(title, idempotency_key))
+        return await self._client.run(_calls.create_call(title, idempotency_key))
 
     async def list(self) -> builtins.list[SessionInfo]:
         """Every session under this key, newest first."""
-        return await self._client.run(_base.list_call())
+        return await self._client.run(_calls.list_call())
 
     async def end(self, session_id: str) -> None:
         """End the session; ending one that has already ended is not an error."""
-        return await self._client.run(_base.end_call(session_id))
+        return await self._client.run(_calls.end_call(session_id))
 
     async def messages(self, session_id: str) -> builtins.list[HistoryEntry]:
         """The session's whole history, oldest first."""
-        return await self._client.run(_base.messages_call(session_id))
+        return await self._client.run(_calls.messages_call(session_id))
 
     async def send(self, session_id: str, content: str) -> builtins.list[HistoryEntry]:
         """Send a message; returns the entries it appended."""
-        return await self._client.run(_base.send_call(session_id, content))
+        return await self._client.run(_calls.send_call(session_id, content))
 
     async def attach(
         self,
@@ -138,7 +166,7 @@ class AsyncSessionsResource:
     ) -> builtins.list[HistoryEntry]:
         """Attach a document by upload or by URL."""
         return await self._client.run(
-            _base.attach_call(
+            _calls.attach_call(
                 session_id, file=file, url=url, filename=filename, content_type=content_type
             )
         )

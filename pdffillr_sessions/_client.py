@@ -1,7 +1,8 @@
 """The synchronous client: one reused ``httpx.Client`` and the retry loop around it.
 
-Only I/O lives here. Configuration, the calls and how their answers are read (``_base``), what
-to retry and how long to wait (``_retry``) are shared with ``AsyncPdffillrClient``.
+Only I/O lives here. Settings (``_settings``, ``_config``), the calls and how their answers are
+read (``_calls``), what one exchange needs (``_exchange``), what to retry and how long to wait
+(``_retry``) are shared with ``AsyncPdffillrClient``, whose loop has exactly this shape.
 """
 
 from __future__ import annotations
@@ -13,17 +14,20 @@ from typing import Any, TypeVar
 
 import httpx
 
-from . import _base
-from ._base import Call, FileInput, Timeout
+from . import _calls, _exchange
+from ._calls import Call
+from ._config import Timeout
 from ._models import HistoryEntry, SessionInfo
 from ._retry import RetryPolicy, run_with_retries
+from ._settings import ConfiguredClient
+from ._uploads import FileInput
 
 __all__ = ["PdffillrClient", "RetryPolicy", "SessionsResource", "Timeout"]
 
 T = TypeVar("T")
 
 
-class PdffillrClient(_base.ConfiguredClient):
+class PdffillrClient(ConfiguredClient[httpx.Client]):
     """A client for the Pdffillr chat-sessions API.
 
     Make one at start-up and reuse it (it holds one connection pool); close it with ``close()``
@@ -44,7 +48,7 @@ class PdffillrClient(_base.ConfiguredClient):
         transport: httpx.BaseTransport | None = None,
         sleep: Callable[[float], None] | None = None,
     ) -> None:
-        self._config = _base.resolve_config(
+        super().__init__(
             api_key,
             base_url=base_url,
             timeout=timeout,
@@ -58,10 +62,6 @@ class PdffillrClient(_base.ConfiguredClient):
     def close(self) -> None:
         """Close the connection pool. Idempotent."""
         self._http.close()
-
-    @property
-    def closed(self) -> bool:
-        return self._http.is_closed
 
     def __enter__(self) -> PdffillrClient:
         return self
@@ -87,20 +87,20 @@ class PdffillrClient(_base.ConfiguredClient):
         the retry loop (or given as ``idempotency_key``), and sent unchanged on every attempt: a
         retry after a lost reply can never create a second session or send a message twice.
         """
-        _base.ensure_open(self._http.is_closed, type(self).__name__)
-        headers = _base.idempotency_headers(idempotent, idempotency_key)
+        _exchange.ensure_open(self._http.is_closed, type(self).__name__)
+        headers = _exchange.idempotency_headers(idempotent, idempotency_key)
         timeout = self.timeout
-        deadline = _base.deadline_of(timeout, time.monotonic())
+        deadline = _exchange.deadline_of(timeout, time.monotonic())
 
         def attempt(number: int) -> httpx.Response:
-            limits = _base.attempt_timeout(timeout, deadline, time.monotonic(), method, path)
+            limits = _exchange.attempt_timeout(timeout, deadline, time.monotonic(), method, path)
             try:
                 response = self._http.request(
                     method, path, json=json, files=files, headers=headers, timeout=limits
                 )
             except httpx.TransportError as exc:
-                raise _base.transport_error(exc, method, path) from exc
-            return _base.check_response(response, method, path)
+                raise _exchange.transport_error(exc, method, path) from exc
+            return _exchange.check_response(response, method, path)
 
         return run_with_retries(
             attempt,
@@ -112,7 +112,7 @@ class PdffillrClient(_base.ConfiguredClient):
         )
 
     def run(self, call: Call[T]) -> T:
-        """Run one ``Call`` (see ``_base``) and read its answer."""
+        """Run one ``Call`` (see ``_calls``) and read its answer."""
         try:
             response = self.request(
                 call.method,
@@ -141,23 +141,23 @@ class SessionsResource:
         Pass ``idempotency_key`` to make the create replayable: the same key gives back the same
         session instead of a second one (``Session`` records it before sending, for recovery).
         """
-        return self._client.run(_base.create_call(title, idempotency_key))
+        return self._client.run(_calls.create_call(title, idempotency_key))
 
     def list(self) -> builtins.list[SessionInfo]:
         """Every session under this key, newest first."""
-        return self._client.run(_base.list_call())
+        return self._client.run(_calls.list_call())
 
     def end(self, session_id: str) -> None:
         """End the session; ending one that has already ended is not an error."""
-        return self._client.run(_base.end_call(session_id))
+        return self._client.run(_calls.end_call(session_id))
 
     def messages(self, session_id: str) -> builtins.list[HistoryEntry]:
         """The session's whole history, oldest first (allowed on ended sessions too)."""
-        return self._client.run(_base.messages_call(session_id))
+        return self._client.run(_calls.messages_call(session_id))
 
     def send(self, session_id: str, content: str) -> builtins.list[HistoryEntry]:
         """Send a message; returns the entries it appended (the message, the reply, ...)."""
-        return self._client.run(_base.send_call(session_id, content))
+        return self._client.run(_calls.send_call(session_id, content))
 
     def attach(
         self,
@@ -170,7 +170,7 @@ class SessionsResource:
     ) -> builtins.list[HistoryEntry]:
         """Attach a document by upload (``file``: a path, bytes or a binary file) or by ``url``."""
         return self._client.run(
-            _base.attach_call(
+            _calls.attach_call(
                 session_id, file=file, url=url, filename=filename, content_type=content_type
             )
         )

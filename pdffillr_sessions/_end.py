@@ -12,8 +12,8 @@ from typing import TYPE_CHECKING, Literal
 
 import attrs
 
-from ._base import validate_session_id
 from ._exceptions import NotFoundError, PdffillrError, one_line
+from ._validation import validate_session_id
 
 if TYPE_CHECKING:
     from ._client import PdffillrClient

@@ -21,7 +21,7 @@ from typing import IO, TYPE_CHECKING, Any, Literal
 
 import attrs
 
-from ._base import new_idempotency_key, validate_session_id, validate_title
+from ._calls import new_idempotency_key
 from ._client import PdffillrClient
 from ._exceptions import (
     APIConnectionError,
@@ -32,6 +32,7 @@ from ._exceptions import (
     SessionStateError,
 )
 from ._models import HistoryEntry, SessionInfo
+from ._validation import validate_session_id, validate_title
 
 if TYPE_CHECKING:
     from .cache import CacheArg, HistoryCache

@@ -10,6 +10,8 @@ import pytest
 
 from pdffillr_sessions import (
     AsyncPdffillrClient,
+    BadRequestError,
+    ClientClosedError,
     InternalServerError,
     InvalidInputError,
     NotFoundError,
@@ -100,3 +102,33 @@ def test_async_client_repr_hides_the_key(emulator: Emulator) -> None:
         return repr(client)
 
     assert KEY not in run(scenario, emulator)
+
+
+def test_async_request_is_the_one_loop_like_the_sync_client(emulator: Emulator) -> None:
+    """``request()`` sends one given Idempotency-Key on every attempt and returns the 2xx."""
+
+    async def scenario(client: AsyncPdffillrClient) -> str:
+        emulator.add_fault(Fault("status", status=503, method="POST", path="/sessions$"))
+        response = await client.request(
+            "POST",
+            "/v1/sdk/chat/sessions",
+            json={"title": "raw"},
+            idempotent=False,
+            idempotency_key="pfs_async_raw_request",
+        )
+        assert response.is_success
+        session_id: str = response.json()["session_id"]
+        with pytest.raises(BadRequestError):
+            await client.request(
+                "POST", f"/v1/sdk/chat/sessions/{session_id}/messages", json={"content": ""}
+            )
+        await client.aclose()
+        with pytest.raises(ClientClosedError):
+            await client.request("GET", "/v1/sdk/chat/sessions")
+        return session_id
+
+    run(scenario, emulator, sleep=no_sleep)
+    log = emulator.request_log
+    creates = [r for r in log if r.method == "POST" and r.path.endswith("/sessions")]
+    assert [r.fault for r in creates] == ["503", None] and creates[1].status == 200
+    assert {r.idempotency_key for r in creates} == {"pfs_async_raw_request"}

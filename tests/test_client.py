@@ -392,3 +392,20 @@ def test_one_http_client_is_reused_across_calls() -> None:
     client.sessions.list()
     assert client._http is pool and not pool.is_closed
     client.close()
+
+
+def test_request_sends_one_given_idempotency_key_on_every_attempt() -> None:
+    handler, seen = script(
+        httpx.Response(503, json={"error": {"type": "overloaded", "message": "busy"}}),
+        httpx.Response(201, json=SESSION),
+    )
+    with make_client(handler) as client:
+        response = client.request(
+            "POST",
+            "/v1/sdk/chat/sessions",
+            json={},
+            idempotent=False,
+            idempotency_key="pfs_raw_request",
+        )
+    assert response.status_code == 201 and response.json() == SESSION
+    assert [r.headers["idempotency-key"] for r in seen] == ["pfs_raw_request"] * 2
