@@ -16,6 +16,7 @@ __all__ = [
     "SESSION_SELECT",
     "UPSERT_SESSION",
     "fts_query",
+    "scope_filter",
 ]
 
 #: ``local_state IN {PENDING}``: opened here, end not confirmed.
@@ -96,3 +97,10 @@ def fts_query(query: str) -> str:
     """
     tokens = [t for t in query.replace("\x00", " ").split() if any(ch.isalnum() for ch in t)]
     return " ".join('"' + t.replace('"', '""') + '"' for t in tokens)
+
+
+def scope_filter(scope: str | None, alias: str = "") -> tuple[str, tuple[str, ...]]:
+    """A WHERE clause (and its arguments) restricting rows to ``scope``; None: every scope."""
+    if scope is None:
+        return "1", ()
+    return f"{alias}scope = ?", (scope,)

@@ -1,6 +1,7 @@
 """``HistoryCache``: the local SQLite mirror of every session's history, readable offline.
 
-Design notes (the schema is in ``_migrations``, the SQL in ``_sql``, the row mapping in ``_rows``):
+Design notes (opening and migrating is ``_connect``, the SQL ``_sql``, the row mapping ``_rows``,
+how a history lands in its table ``_mirror``, full-text search ``_search``):
 
 * Rows are scoped by ``key_scope(api_key)``; the key itself is never stored. A scoped cache
   reads and writes only its scope; an unscoped cache reads the whole file and cannot write.
@@ -27,7 +28,6 @@ import os
 import socket
 import sqlite3
 import threading
-import time
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from datetime import datetime
@@ -36,27 +36,19 @@ from typing import Any
 
 from .. import _contract
 from .._contract import LOCAL_END_PENDING, LOCAL_ENDED, LOCAL_OPEN
-from .._exceptions import CacheError, ConfigurationError
+from .._exceptions import ConfigurationError
 from .._models import HistoryEntry, SessionInfo
 from .._scope import key_scope
-from . import _sql
-from ._files import check_file, ensure_private_file, readonly_uri
+from . import _mirror, _sql
+from ._connect import connect, prepare, write_transaction
 from ._integrity import integrity_problems
 from ._records import CachedSession, CacheStats, CreateIntent, SearchHit
 from ._rows import entry_rows, now, server_ended_at, session_from_row, ts
-from ._schema import KNOWN_MIGRATIONS, applied_migrations
-from ._speedups import ENCODER, LazyJSON, build_entries, gc_paused, json_text
+from ._search import search
+from ._speedups import ENCODER, build_entries, gc_paused, json_text
 
-__all__ = ["BUSY_TIMEOUT_S", "HistoryCache"]
+__all__ = ["HistoryCache"]
 
-BUSY_TIMEOUT_S = 30.0
-#: The page size of a new cache file. Rows of ~1 KB of text and FTS5 segment pages fit 16 KB
-#: pages better than SQLite's 4 KB default: fewer pages and B-tree levels to write (measured: a
-#: bulk mirror ~14 % faster, reads unchanged).
-_PAGE_SIZE = 16384
-#: Page cache of a writable connection (KiB, negative as SQLite wants it): a mirror of 10,000
-#: entries dirties a few MB of table, index and FTS pages; the 2 MB default spills them early.
-_WRITE_CACHE_KIB = 32 * 1024
 _fromiso = datetime.fromisoformat
 
 
@@ -92,123 +84,19 @@ class HistoryCache:
         self._readonly = readonly
         self._owner = True
         self._lock = threading.RLock()
-        self._conn = self._open()
+        self._conn = connect(self._path, readonly=readonly)
         try:
-            self._applied = self._prepare()
+            self._applied = prepare(self._conn, self._path, readonly=readonly)
         except BaseException:
             self._conn.close()
             raise
-
-    # -- opening ---------------------------------------------------------------------------
-
-    def _open(self) -> sqlite3.Connection:
-        path = self._path
-        if self._readonly:
-            if not path.exists():
-                raise CacheError(f"no cache at {path}")
-            check_file(path)
-            try:
-                conn = sqlite3.connect(
-                    readonly_uri(path),
-                    uri=True,
-                    timeout=BUSY_TIMEOUT_S,
-                    isolation_level=None,
-                    check_same_thread=False,
-                )
-            except sqlite3.Error as exc:
-                raise CacheError(f"cannot open the cache at {path}: {exc}") from None
-        else:
-            ensure_private_file(path)
-            check_file(path)
-            try:
-                conn = sqlite3.connect(
-                    str(path),
-                    timeout=BUSY_TIMEOUT_S,
-                    isolation_level=None,
-                    check_same_thread=False,
-                )
-            except sqlite3.Error as exc:
-                raise CacheError(f"cannot open the cache at {path}: {exc}") from None
-        conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
-        return conn
-
-    def _prepare(self) -> tuple[str, ...]:
-        conn, path = self._conn, self._path
-        applied = applied_migrations(conn, path)  # read-only: refuses before anything is written
-        if self._readonly:
-            missing = KNOWN_MIGRATIONS[len(applied) :]
-            if tuple(applied) != KNOWN_MIGRATIONS[: len(applied)]:
-                raise CacheError(f"{path} has a cache schema this version does not know")
-            if missing:
-                from ._migrations import READ_COMPAT  # imports sqlite-utils: only when needed
-
-                if not applied or any(name not in READ_COMPAT for name in missing):
-                    raise CacheError(
-                        f"{path} has an older (or no) cache schema and is opened read-only: "
-                        "run a write command (e.g. a sync) once to upgrade it"
-                    )
-                for name in missing:  # an older file, read as the current shape, left as is
-                    for statement in READ_COMPAT[name]:
-                        conn.execute(statement)
-            return tuple(applied)
-        try:
-            # Only a new (empty) file takes it; an existing cache keeps its page size.
-            conn.execute(f"PRAGMA page_size = {_PAGE_SIZE}")
-            self._enable_wal()
-            conn.execute("PRAGMA synchronous = NORMAL")
-            conn.execute(f"PRAGMA cache_size = -{_WRITE_CACHE_KIB}")
-        except sqlite3.DatabaseError as exc:
-            raise CacheError(f"cannot use the cache at {path}: {exc}") from None
-        if len(applied) == len(KNOWN_MIGRATIONS):
-            return tuple(applied)
-        with self._write_txn():
-            applied = applied_migrations(conn, path)  # again, under the write lock: another process
-            if len(applied) < len(KNOWN_MIGRATIONS):  # may have migrated meanwhile
-                from . import _migrations
-
-                if tuple(_migrations.names()) != KNOWN_MIGRATIONS:  # pragma: no cover
-                    raise RuntimeError("_schema.KNOWN_MIGRATIONS is out of date")
-                _migrations.apply(conn)
-                applied = applied_migrations(conn, path)
-        return tuple(applied)
-
-    def _enable_wal(self) -> None:
-        """Switch to WAL. The switch ignores busy_timeout (SQLITE_BUSY at once when several
-        processes open a fresh file together), so retry it until the timeout."""
-        conn = self._conn
-        deadline = time.monotonic() + BUSY_TIMEOUT_S
-        delay = 0.005
-        while True:
-            try:
-                mode = conn.execute("PRAGMA journal_mode").fetchone()[0]
-                if str(mode).lower() != "wal":
-                    conn.execute("PRAGMA journal_mode = WAL")
-                return
-            except sqlite3.OperationalError as exc:
-                if "locked" not in str(exc) or time.monotonic() > deadline:
-                    raise
-                time.sleep(delay)
-                delay = min(delay * 2, 0.1)
 
     # -- plumbing ----------------------------------------------------------------------------
 
     @contextmanager
     def _write_txn(self) -> Iterator[sqlite3.Connection]:
-        conn = self._conn
-        with self._lock:
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                yield conn
-            except BaseException:
-                if conn.in_transaction:
-                    conn.execute("ROLLBACK")
-                raise
-            try:
-                conn.execute("COMMIT")
-            except BaseException:
-                if conn.in_transaction:
-                    conn.execute("ROLLBACK")
-                raise
+        with self._lock, write_transaction(self._conn) as conn:
+            yield conn
 
     @contextmanager
     def _read_txn(self) -> Iterator[sqlite3.Connection]:
@@ -236,9 +124,7 @@ class HistoryCache:
         return self._scope
 
     def _scope_filter(self, alias: str = "") -> tuple[str, tuple[Any, ...]]:
-        if self._scope is None:
-            return "1", ()
-        return f"{alias}scope = ?", (self._scope,)
+        return _sql.scope_filter(self._scope, alias)
 
     def _scopes_with_history(self, conn: sqlite3.Connection) -> list[str]:
         """Every scope in the history table, by index skip-scan (cheap even on 1M rows)."""
@@ -482,44 +368,10 @@ class HistoryCache:
                 (LOCAL_ENDED, _contract.STATUS_ENDED, stamp, stamp, scope, session_id),
             )
             if cur.rowcount > 0:
-                self._raise_message_count(conn, scope, session_id)
+                _mirror.raise_message_count(conn, scope, session_id)
             return cur.rowcount > 0
 
     # -- writes: history ---------------------------------------------------------------------
-
-    @staticmethod
-    def _tail(conn: sqlite3.Connection, scope: str, session_id: str) -> tuple[int, int, str | None]:
-        """(row count, max seq, id at max seq) of a session's cached history."""
-        count, max_seq = conn.execute(
-            "SELECT count(*), max(seq) FROM history WHERE scope = ? AND session_id = ?",
-            (scope, session_id),
-        ).fetchone()
-        if not count:
-            return 0, -1, None
-        row = conn.execute(
-            "SELECT id FROM history WHERE scope = ? AND session_id = ? AND seq = ? LIMIT 1",
-            (scope, session_id, max_seq),
-        ).fetchone()
-        return count, max_seq, row[0] if row else None
-
-    @staticmethod
-    def _prefix_ok(tail: tuple[int, int, str | None], entries: Sequence[HistoryEntry]) -> bool:
-        count, max_seq, last_id = tail
-        if count == 0:
-            return True
-        return count == max_seq + 1 and count <= len(entries) and entries[count - 1].id == last_id
-
-    @staticmethod
-    def _max_rowid(conn: sqlite3.Connection) -> int:
-        return int(conn.execute("SELECT coalesce(max(rowid), 0) FROM history").fetchone()[0])
-
-    @staticmethod
-    def _index_new(conn: sqlite3.Connection, after_rowid: int) -> None:
-        conn.execute(
-            "INSERT INTO history_fts (rowid, content) "
-            "SELECT rowid, content FROM history WHERE rowid > ?",
-            (after_rowid,),
-        )
 
     def mirror_history(self, session_id: str, entries: Sequence[HistoryEntry]) -> int:
         """Mirror a session's FULL history (oldest first); returns the rows inserted.
@@ -530,67 +382,27 @@ class HistoryCache:
         if not entries:
             return 0
         with self._lock:
-            tail = self._tail(self._conn, scope, session_id)
-            if self._prefix_ok(tail, entries) and tail[0] == len(entries):
+            tail = _mirror.tail(self._conn, scope, session_id)
+            if _mirror.prefix_ok(tail, entries) and tail[0] == len(entries):
                 return 0  # the fast no-op: a read, no transaction
             with self._write_txn() as conn:
-                tail = self._tail(conn, scope, session_id)
-                if self._prefix_ok(tail, entries):
+                tail = _mirror.tail(conn, scope, session_id)
+                if _mirror.prefix_ok(tail, entries):
                     count = tail[0]
                     if count == len(entries):
                         return 0
-                    first_new = self._max_rowid(conn)
+                    first_new = _mirror.max_rowid(conn)
                     cur = conn.executemany(
                         _sql.INSERT_HISTORY, entry_rows(scope, session_id, entries[count:], count)
                     )
                     inserted = cur.rowcount
                 else:
-                    first_new = self._max_rowid(conn)
-                    inserted = self._merge(conn, scope, session_id, entries)
+                    first_new = _mirror.max_rowid(conn)
+                    inserted = _mirror.merge(conn, scope, session_id, entries)
                 if inserted:
-                    self._index_new(conn, first_new)
-                    self._raise_message_count(conn, scope, session_id)
+                    _mirror.index_new(conn, first_new)
+                    _mirror.raise_message_count(conn, scope, session_id)
                 return inserted
-
-    def _merge(
-        self,
-        conn: sqlite3.Connection,
-        scope: str,
-        session_id: str,
-        entries: Sequence[HistoryEntry],
-    ) -> int:
-        """The slow path: insert unknown ids, then renumber seq to the server's order."""
-        existing: dict[str, tuple[int, int]] = {
-            r[0]: (r[1], r[2])
-            for r in conn.execute(
-                "SELECT id, rowid, seq FROM history WHERE scope = ? AND session_id = ? "
-                "ORDER BY seq",
-                (scope, session_id),
-            )
-        }
-        order: dict[str, int] = {}
-        new: list[HistoryEntry] = []
-        for e in entries:
-            if e.id in order:
-                continue
-            order[e.id] = len(order)
-            if e.id not in existing:
-                new.append(e)
-        # Cached ids the server no longer lists keep their relative order, after the rest.
-        for entry_id in existing:
-            if entry_id not in order:
-                order[entry_id] = len(order)
-        fixes = [
-            (order[entry_id], rowid)
-            for entry_id, (rowid, seq) in existing.items()
-            if order[entry_id] != seq
-        ]
-        if fixes:
-            conn.executemany("UPDATE history SET seq = ? WHERE rowid = ?", fixes)
-        rows = entry_rows(scope, session_id, new, 0)
-        renumbered = ((*r[:3], order[r[2]], *r[4:]) for r in rows)
-        cur = conn.executemany(_sql.INSERT_HISTORY, renumbered)
-        return max(cur.rowcount, 0)
 
     def append_entries(self, session_id: str, entries: Sequence[HistoryEntry]) -> int:
         """Entries just appended (e.g. by a send): seq continues after the cached ones."""
@@ -616,33 +428,16 @@ class HistoryCache:
                     fresh.append(e)
             if not fresh:
                 return 0
-            first_new = self._max_rowid(conn)
+            first_new = _mirror.max_rowid(conn)
             start = -1 if max_seq is None else int(max_seq)
             cur = conn.executemany(
                 _sql.INSERT_HISTORY, entry_rows(scope, session_id, fresh, start + 1)
             )
-            self._index_new(conn, first_new)
+            _mirror.index_new(conn, first_new)
             # message_count is not raised here: one more dirty page per send (a sessions row)
             # was a third of a send's cache cost. Reads show max(message_count, entries), and
             # mark_ended / mirror_history store it.
             return max(cur.rowcount, 0)
-
-    @staticmethod
-    def _raise_message_count(conn: sqlite3.Connection, scope: str, session_id: str) -> None:
-        """Store ``sessions.message_count`` >= the entries cached for it.
-
-        The contract makes ``message_count`` the number of history entries, and history is
-        append-only: once we hold N entries the server's count is at least N, so the row does not
-        keep showing the count it had at create time until the next sync.
-        """
-        (count,) = conn.execute(
-            "SELECT count(*) FROM history WHERE scope = ? AND session_id = ?", (scope, session_id)
-        ).fetchone()
-        conn.execute(
-            "UPDATE sessions SET message_count = ? "
-            "WHERE scope = ? AND session_id = ? AND message_count < ?",
-            (count, scope, session_id, count),
-        )
 
     # -- reads -------------------------------------------------------------------------------
 
@@ -706,92 +501,11 @@ class HistoryCache:
             return []
         try:
             with self._read_txn() as conn:
-                return self._search(conn, match, int(limit), session_id)
+                return search(conn, match, int(limit), self._scope, session_id)
         except sqlite3.OperationalError as exc:
             if str(exc).startswith("fts5:"):
                 return []
             raise
-
-    def _search(
-        self, conn: sqlite3.Connection, match: str, limit: int, session_id: str | None
-    ) -> list[SearchHit]:
-        snippet = "snippet(history_fts, 0, '[', ']', '…', 12)"
-        if session_id is None:
-            # Rank and LIMIT inside the FTS query, then join only those rows. A scoped cache
-            # over-fetches once in case other scopes' rows take some of the top places.
-            rounds = (limit,) if self._scope is None else (limit, limit * 10)
-            for fetch in rounds:
-                rows = conn.execute(
-                    f"SELECT rowid, rank, {snippet} FROM history_fts "
-                    "WHERE history_fts MATCH ? ORDER BY rank LIMIT ?",
-                    (match, fetch),
-                ).fetchall()
-                hits = self._hits(conn, rows, None, limit)
-                if len(hits) >= limit or len(rows) < fetch:
-                    return hits
-        # Filtered: let SQLite join and rank every match of the scope / session.
-        where, args = self._scope_filter("h.")
-        extra: tuple[Any, ...] = ()
-        if session_id is not None:
-            where += " AND h.session_id = ?"
-            extra = (session_id,)
-        rows = conn.execute(
-            f"SELECT h.rowid, history_fts.rank, {snippet} FROM history_fts "
-            "JOIN history h ON h.rowid = history_fts.rowid "
-            f"WHERE history_fts MATCH ? AND {where} "
-            "ORDER BY history_fts.rank LIMIT ?",
-            (match, *args, *extra, limit),
-        ).fetchall()
-        return self._hits(conn, rows, session_id, limit)
-
-    def _hits(
-        self, conn: sqlite3.Connection, rows: list[Any], session_id: str | None, limit: int
-    ) -> list[SearchHit]:
-        entries = self._entries_by_rowid(conn, [r[0] for r in rows], session_id)
-        out: list[SearchHit] = []
-        for rowid, rank, snip in rows:
-            found = entries.get(rowid)
-            if found is None:
-                continue
-            scope, entry = found
-            out.append(SearchHit(entry=entry, scope=scope, rank=float(rank), snippet=snip))
-            if len(out) >= limit:
-                break
-        return out
-
-    def _entries_by_rowid(
-        self, conn: sqlite3.Connection, rowids: list[int], session_id: str | None
-    ) -> dict[int, tuple[str, HistoryEntry]]:
-        if not rowids:
-            return {}
-        # Unary + keeps the planner on the rowid lookups (not a scan of the scope index).
-        marks = ",".join("?" * len(rowids))
-        sql = (
-            f"SELECT rowid, scope, session_id, {_sql.HISTORY_COLS} FROM history "
-            f"WHERE rowid IN ({marks})"
-        )
-        params: list[Any] = list(rowids)
-        if self._scope is not None:
-            sql += " AND +scope = ?"
-            params.append(self._scope)
-        if session_id is not None:
-            sql += " AND +session_id = ?"
-            params.append(session_id)
-        out: dict[int, tuple[str, HistoryEntry]] = {}
-        for r in conn.execute(sql, params):
-            out[r[0]] = (
-                r[1],
-                HistoryEntry(
-                    id=r[3],
-                    session_id=r[2],
-                    type=r[4],
-                    role=r[5],
-                    content=r[6],
-                    created_at=_fromiso(r[7]),
-                    raw=LazyJSON(r[8]),
-                ),
-            )
-        return out
 
     def pending_ends(self) -> list[CachedSession]:
         """Sessions opened here whose end is not confirmed (local_state open or end_pending)."""
