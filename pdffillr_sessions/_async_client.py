@@ -17,11 +17,13 @@ from typing import Any, TypeVar
 
 import httpx
 
-from . import _calls, _exchange
+from . import _calls, _deadline, _exchange
+from ._body import DEFAULT_MAX_RESPONSE_BYTES, BodyReader
 from ._calls import Call
 from ._config import Timeout
 from ._models import HistoryEntry, SessionInfo
 from ._retry import RetryPolicy, run_with_retries_async
+from ._secret import Secret
 from ._settings import ConfiguredClient
 from ._uploads import FileInput
 
@@ -39,7 +41,7 @@ class AsyncPdffillrClient(ConfiguredClient[httpx.AsyncClient]):
 
     def __init__(
         self,
-        api_key: str | None = None,
+        api_key: str | Secret | None = None,
         *,
         base_url: str | None = None,
         timeout: float | Timeout | None = None,
@@ -47,16 +49,21 @@ class AsyncPdffillrClient(ConfiguredClient[httpx.AsyncClient]):
         retry_policy: RetryPolicy | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
         sleep: Callable[[float], Awaitable[None]] | None = None,
+        max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
     ) -> None:
+        secret = None if api_key is None else Secret.of(api_key)  # no frame below holds the key
+        del api_key
         super().__init__(
-            api_key,
+            secret,
             base_url=base_url,
             timeout=timeout,
             max_retries=max_retries,
             retry_policy=retry_policy,
+            max_response_bytes=max_response_bytes,
         )
         self._sleep = sleep or asyncio.sleep
         self._http = httpx.AsyncClient(transport=transport, **self._http_options())
+        self._deadline_pools = _deadline.install(self._http)
         self.sessions = AsyncSessionsResource(self)
 
     async def aclose(self) -> None:
@@ -91,16 +98,33 @@ class AsyncPdffillrClient(ConfiguredClient[httpx.AsyncClient]):
         headers = _exchange.idempotency_headers(idempotent, idempotency_key)
         timeout = self.timeout
         deadline = _exchange.deadline_of(timeout, time.monotonic())
+        secret = self._config.api_key
 
         async def attempt(number: int) -> httpx.Response:
             limits = _exchange.attempt_timeout(timeout, deadline, time.monotonic(), method, path)
+            request = self._http.build_request(
+                method, path, json=json, files=files, headers=headers, timeout=limits
+            )
             try:
-                response = await self._http.request(
-                    method, path, json=json, files=files, headers=headers, timeout=limits
-                )
+                with _deadline.bound(deadline):
+                    response = await self._http.send(request, stream=True)
+                    try:
+                        reader = _exchange.body_reader(
+                            response,
+                            max_response_bytes=self._config.max_response_bytes,
+                            deadline=deadline,
+                            method=method,
+                            path=path,
+                        )
+                        await _pump(reader, response)
+                    finally:
+                        await response.aclose()
+                return _exchange.answer(response, reader, secret, method, path)
             except httpx.TransportError as exc:
-                raise _exchange.transport_error(exc, method, path) from exc
-            return _exchange.check_response(response, method, path)
+                raise _exchange.transport_error(exc, method, path, secret) from exc
+            except BaseException as exc:
+                _exchange.scrub(exc, secret)
+                raise
 
         return await run_with_retries_async(
             attempt,
@@ -125,6 +149,16 @@ class AsyncPdffillrClient(ConfiguredClient[httpx.AsyncClient]):
         except call.done_on:
             return call.parse(b"")
         return call.parse(response.content)
+
+
+async def _pump(reader: BodyReader, response: httpx.Response) -> None:
+    """The async twin of ``_client._pump``."""
+    if response.is_stream_consumed:
+        reader.feed(response.content, time.monotonic())
+        return
+    async for chunk in response.aiter_raw():
+        if not reader.feed(chunk, time.monotonic()):
+            return
 
 
 class AsyncSessionsResource:

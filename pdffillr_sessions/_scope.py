@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-import hashlib
+from ._secret import Secret
 
 _DOMAIN = b"pdffillr-sessions/key-scope/v1\x00"
 
 
-def key_scope(api_key: str) -> str:
+def key_scope(api_key: str | Secret) -> str:
     """A short, stable, one-way fingerprint of ``api_key``.
 
     Sixteen hex digits of a domain-separated SHA-256: enough to tell keys apart in one cache,
     useless for recovering the key, and never the key's own bytes.
     """
-    return hashlib.sha256(_DOMAIN + api_key.encode("utf-8")).hexdigest()[:16]
+    return Secret.of(api_key).fingerprint(_DOMAIN)

@@ -46,7 +46,7 @@ def server_ended_at(raw: Mapping[str, Any]) -> str | None:
         return None
     try:
         return ts(datetime.fromisoformat(value))
-    except ValueError:
+    except (ValueError, OverflowError):  # not ISO 8601, or no UTC time exists for it
         return None
 
 
