@@ -102,24 +102,11 @@ class AsyncPdffillrClient(ConfiguredClient[httpx.AsyncClient]):
 
         async def attempt(number: int) -> httpx.Response:
             limits = _exchange.attempt_timeout(timeout, deadline, time.monotonic(), method, path)
-            request = self._http.build_request(
-                method, path, json=json, files=files, headers=headers, timeout=limits
-            )
             try:
                 with _deadline.bound(deadline):
-                    response = await self._http.send(request, stream=True)
-                    try:
-                        reader = _exchange.body_reader(
-                            response,
-                            max_response_bytes=self._config.max_response_bytes,
-                            deadline=deadline,
-                            method=method,
-                            path=path,
-                        )
-                        await _pump(reader, response)
-                    finally:
-                        await response.aclose()
-                return _exchange.answer(response, reader, secret, method, path)
+                    return await self._exchange_once(
+                        method, path, limits, deadline, json, files, headers
+                    )
             except httpx.TransportError as exc:
                 raise _exchange.transport_error(exc, method, path, secret) from exc
             except BaseException as exc:
@@ -134,6 +121,36 @@ class AsyncPdffillrClient(ConfiguredClient[httpx.AsyncClient]):
             describe=f"{method} {path}",
             deadline=deadline,
         )
+
+    async def _exchange_once(
+        self,
+        method: str,
+        path: str,
+        limits: httpx.Timeout,
+        deadline: float | None,
+        json: Any,
+        files: Mapping[str, Any] | None,
+        headers: dict[str, str],
+    ) -> httpx.Response:
+        """One HTTP exchange: send, stream the body through its reader, then the 2xx response
+        or the typed error. Its frame is the only one holding the raw response (which may hold
+        an echoed key); ``request()`` scrubs it from any error that leaves."""
+        request = self._http.build_request(
+            method, path, json=json, files=files, headers=headers, timeout=limits
+        )
+        response = await self._http.send(request, stream=True)
+        try:
+            reader = _exchange.body_reader(
+                response,
+                max_response_bytes=self._config.max_response_bytes,
+                deadline=deadline,
+                method=method,
+                path=path,
+            )
+            await _pump(reader, response)
+        finally:
+            await response.aclose()
+        return _exchange.answer(response, reader, self._config.api_key, method, path)
 
     async def run(self, call: Call[T]) -> T:
         """Run one ``Call`` (see ``_calls``) and read its answer."""

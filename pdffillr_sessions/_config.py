@@ -17,7 +17,7 @@ from ._body import DEFAULT_MAX_RESPONSE_BYTES
 from ._exceptions import ConfigurationError
 from ._retry import RetryPolicy
 from ._scope import key_scope
-from ._secret import Secret
+from ._secret import Secret, redact_in_logs
 from ._version import __version__
 
 __all__ = ["BearerAuth", "ClientConfig", "Timeout", "resolve_config"]
@@ -58,6 +58,7 @@ class BearerAuth(httpx.Auth):
 
     def __init__(self, secret: Secret) -> None:
         self._secret = secret
+        redact_in_logs(secret)
 
     def __repr__(self) -> str:
         return "BearerAuth(Secret('***'))"

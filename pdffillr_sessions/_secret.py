@@ -20,12 +20,15 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import re
+import threading
+import weakref
 from typing import Any, NoReturn
 from urllib.parse import quote
 
-__all__ = ["REDACTED", "Secret"]
+__all__ = ["REDACTED", "Secret", "redact_in_logs"]
 
 #: What replaces the key in server text (no quote or backslash: a JSON string stays valid).
 REDACTED = "<redacted>"
@@ -38,11 +41,12 @@ MIN_REDACTED_LENGTH = 8
 class Secret:
     """A value (the API key) that is never shown: ``repr``/``str`` give ``Secret('***')``.
 
-    Not picklable and not comparable (an ``==`` could leak it through a failed assertion's
-    diff). ``problem`` says what is wrong with it (``None`` when it can be sent as a header).
+    Not picklable, and compared by identity only (an ``==`` by value could leak it through a
+    failed assertion's diff). ``problem`` says what is wrong with it (``None`` when it can be
+    sent as a header).
     """
 
-    __slots__ = ("_pattern", "_problem", "_value")
+    __slots__ = ("__weakref__", "_pattern", "_problem", "_value")
 
     _value: str
     _problem: str | None
@@ -92,9 +96,9 @@ class Secret:
     __str__ = __repr__
 
     def __eq__(self, other: object) -> bool:
-        return NotImplemented
+        return NotImplemented  # identity only: never compared by value
 
-    __hash__ = None  # type: ignore[assignment]
+    __hash__ = object.__hash__
 
     def __reduce__(self) -> NoReturn:
         raise TypeError("a Secret cannot be pickled")
@@ -147,3 +151,49 @@ class Secret:
 
     def _spellings_bytes(self) -> tuple[bytes, ...]:
         return tuple(map(str.encode, self._spellings()))
+
+
+# -- log lines written by others -------------------------------------------------------------------
+
+#: httpcore logs every response's headers at DEBUG: a header echoing the token would put the
+#: key in the log. A filter on those loggers redacts every key a live client holds.
+_LOGGERS = (
+    "httpx",
+    "httpcore.connection",
+    "httpcore.http11",
+    "httpcore.http2",
+    "httpcore.proxy",
+    "httpcore.socks",
+)
+_LIVE: weakref.WeakSet[Secret] = weakref.WeakSet()
+_INSTALL_LOCK = threading.Lock()
+
+
+class _RedactingFilter(logging.Filter):
+    """Rewrites a record whose text holds a live client's key (only runs for records that are
+    actually logged: DEBUG records of a disabled logger are never built)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        try:
+            text = record.getMessage()
+        except Exception:  # a malformed record: let logging report it as usual
+            return True
+        redacted = text
+        for secret in list(_LIVE):
+            redacted = secret.redact(redacted)
+        if redacted != text:
+            record.msg, record.args = redacted, None
+        return True
+
+
+_FILTER = _RedactingFilter()
+
+
+def redact_in_logs(secret: Secret) -> None:
+    """From now on (while ``secret`` lives), no httpx or httpcore log line shows it."""
+    with _INSTALL_LOCK:
+        _LIVE.add(secret)
+        for name in _LOGGERS:
+            logger = logging.getLogger(name)
+            if _FILTER not in logger.filters:
+                logger.addFilter(_FILTER)

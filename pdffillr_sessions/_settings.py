@@ -81,7 +81,12 @@ class ConfiguredClient(Generic[HttpT]):
         return self._http.is_closed
 
     def __repr__(self) -> str:
-        return f"{type(self).__name__}(base_url={self.base_url!r}, key_scope={self.key_scope!r})"
+        config = getattr(self, "_config", None)  # None while __init__ has not resolved it
+        if config is None:
+            return f"{type(self).__name__}(<not configured>)"
+        return (
+            f"{type(self).__name__}(base_url={config.base_url!r}, key_scope={config.key_scope!r})"
+        )
 
     def _http_options(self) -> dict[str, Any]:
         """The options of the one httpx client (sync or async) a client holds."""

@@ -39,6 +39,7 @@ from .._contract import LOCAL_END_PENDING, LOCAL_ENDED, LOCAL_OPEN
 from .._exceptions import ConfigurationError
 from .._models import HistoryEntry, SessionInfo
 from .._scope import key_scope
+from .._secret import Secret
 from . import _mirror, _sql
 from ._connect import connect, prepare, write_transaction
 from ._integrity import integrity_problems
@@ -63,16 +64,18 @@ class HistoryCache:
         self,
         path: str | os.PathLike[str] | None = None,
         *,
-        api_key: str | None = None,
+        api_key: str | Secret | None = None,
         scope: str | None = None,
         readonly: bool = False,
     ) -> None:
-        if api_key is not None and scope is not None:
+        secret = None if api_key is None else Secret.of(api_key)  # no frame holds the key
+        del api_key
+        if secret is not None and scope is not None:
             raise ConfigurationError("pass either api_key or scope to HistoryCache, not both")
-        if api_key is not None:
-            if not api_key:
+        if secret is not None:
+            if not secret:
                 raise ConfigurationError("api_key is empty")
-            scope = key_scope(api_key)
+            scope = key_scope(secret)
         if scope is not None and (not isinstance(scope, str) or not scope):
             raise ConfigurationError("scope must be a non-empty string")
         if path is None:
@@ -191,8 +194,10 @@ class HistoryCache:
         self.close()
 
     def __repr__(self) -> str:
-        mode = "readonly" if self._readonly else "rw"
-        return f"<HistoryCache {str(self._path)!r} scope={self._scope!r} {mode}>"
+        # getattr: error trackers call repr on a half-built instance (``self`` in __init__)
+        mode = "readonly" if getattr(self, "_readonly", False) else "rw"
+        path = str(getattr(self, "_path", "?"))
+        return f"<HistoryCache {path!r} scope={getattr(self, '_scope', None)!r} {mode}>"
 
     # -- writes: create intents --------------------------------------------------------------
 
