@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from ._end import EndOutcome, EndReport
     from ._models import HistoryEntry
     from ._reap import ReapOutcome, ReapReport
-    from ._sync import SyncReport
+    from ._sync import SyncFailure, SyncReport
     from .cache import CachedSession, CacheStats, SearchHit
 
 _LONE_SURROGATE = re.compile(r"[\ud800-\udfff]")
@@ -215,6 +215,15 @@ def sync_dict(report: SyncReport) -> dict[str, Any]:
         "histories_fetched": report.histories_fetched,
         "entries_added": report.entries_added,
         "not_listed_upstream": len(report.not_listed_upstream),
+        "failures": [
+            {
+                "session_id": f.session_id,
+                "stage": f.stage,
+                "error_type": f.error_type,
+                "message": f.message,
+            }
+            for f in report.failures
+        ],
     }
 
 
@@ -405,7 +414,18 @@ def sync_text(report: SyncReport) -> str:
     gone = len(report.not_listed_upstream)
     if gone:
         text += f" {gone} cached session(s) are no longer listed by the server (kept)."
+    if report.failures:
+        text += f" {len(report.failures)} session(s) could not be mirrored (see the errors)."
     return text + "\n"
+
+
+_SYNC_STAGES = {"list": "read", "fetch": "fetch the history of", "store": "store the history of"}
+
+
+def sync_problem(f: SyncFailure) -> str:
+    """Why one session was not mirrored, as one line (after ``Error: ``)."""
+    who = "a listed session" if f.session_id is None else f"session {cell(repr(f.session_id))}"
+    return f"could not {_SYNC_STAGES[f.stage]} {who}: {cell(f.message)} ({f.error_type})"
 
 
 _REAP_LABELS = {

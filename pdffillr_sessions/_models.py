@@ -28,6 +28,7 @@ __all__ = [
     "parse_json",
     "parse_session",
     "parse_sessions",
+    "parse_sessions_lenient",
 ]
 
 
@@ -289,6 +290,24 @@ def unwrap_list(body: Any, *, what: str) -> list[Any]:
 def parse_sessions(body: Any) -> list[SessionInfo]:
     items = unwrap_list(body, what="sessions list")
     return [parse_session(item, what=f"sessions list[{i}]") for i, item in enumerate(items)]
+
+
+def parse_sessions_lenient(
+    body: Any,
+) -> tuple[list[SessionInfo], list[tuple[str | None, ProtocolError]]]:
+    """The sessions a list holds, and the items it could not parse (with their
+    ``session_id`` when they have a string one): ``sync`` mirrors the good ones and reports
+    the rest, so that one malformed session does not stop it."""
+    items = unwrap_list(body, what="sessions list")
+    good: list[SessionInfo] = []
+    bad: list[tuple[str | None, ProtocolError]] = []
+    for i, item in enumerate(items):
+        try:
+            good.append(parse_session(item, what=f"sessions list[{i}]"))
+        except ProtocolError as exc:
+            sid = item.get("session_id") if isinstance(item, Mapping) else None
+            bad.append((sid if isinstance(sid, str) else None, exc))
+    return good, bad
 
 
 def parse_entries(body: Any, *, session_id: str, what: str = "history") -> list[HistoryEntry]:

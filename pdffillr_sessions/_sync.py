@@ -1,9 +1,16 @@
 """``sync``: mirror the server's sessions and their histories into the cache.
 
-Incremental: a history is fetched only when the server's ``message_count`` differs from the
-entries the cache holds. Which sessions are new, changed or stale is decided by ``plan_sync``
-(pure); ``sync`` only lists, fetches (up to ``concurrency`` at once, over the client's one
-connection pool) and writes (in the calling thread, one transaction per session).
+Incremental, and convergent. Which sessions are new, changed and stale (their history must be
+fetched) is decided by ``plan_sync`` (pure) from the cache's rows and the server's list; a
+history is fetched when the cache has not mirrored it since the server's description of the
+session last changed, when the cached entries disagree with the server's ``message_count``, or
+when their order is provisional (appended by a send, not yet confirmed by a full mirror). Not
+the count alone: a count that lies (0 for a session with entries) must not freeze a session.
+
+``sync`` only lists, fetches (up to ``concurrency`` at once, over the client's one connection
+pool) and writes (in the calling thread, one transaction per session). A session that cannot
+be listed, fetched or stored is reported in ``SyncReport.failures`` and skipped; every other
+session is still mirrored. Only a cache that cannot be used at all (``CacheError``) stops it.
 """
 
 from __future__ import annotations
@@ -11,25 +18,55 @@ from __future__ import annotations
 import itertools
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, Literal, TypeVar
 
 import attrs
 
-from ._exceptions import ConfigurationError, NotFoundError
-from ._models import SessionInfo
+from . import _calls
+from ._exceptions import (
+    CacheError,
+    ConfigurationError,
+    NotFoundError,
+    PdffillrError,
+    one_line,
+)
+from ._models import HistoryEntry, SessionInfo
 
 if TYPE_CHECKING:
     from ._client import PdffillrClient
-    from .cache import CacheArg, CachedSession
+    from .cache import CacheArg, CachedSession, HistoryCache
 
-__all__ = ["SyncPlan", "SyncProgress", "SyncReport", "plan_sync", "sync"]
+__all__ = ["SyncFailure", "SyncPlan", "SyncProgress", "SyncReport", "plan_sync", "sync"]
 
 T = TypeVar("T")
 R = TypeVar("R")
 
 #: ``progress(done, total, session_id)``, called in the calling thread after each history is
-#: mirrored (``done`` counts from 1 to ``total``).
+#: mirrored or has failed (``done`` counts from 1 to ``total``).
 SyncProgress = Callable[[int, int, str], None]
+
+#: ``list``: the server's list holds it but it could not be read. ``fetch``: its history could
+#: not be fetched. ``store``: what the server sent cannot be stored (or repeats an entry id).
+SyncStage = Literal["list", "fetch", "store"]
+
+
+@attrs.frozen(kw_only=True)
+class SyncFailure:
+    """One session ``sync`` could not mirror, and why (one line, the key redacted)."""
+
+    session_id: str | None
+    stage: SyncStage
+    error_type: str
+    message: str
+
+    @classmethod
+    def of(cls, session_id: str | None, stage: SyncStage, exc: BaseException) -> SyncFailure:
+        return cls(
+            session_id=session_id,
+            stage=stage,
+            error_type=type(exc).__name__,
+            message=one_line(exc),
+        )
 
 
 @attrs.frozen(kw_only=True)
@@ -44,6 +81,13 @@ class SyncReport:
     entries_added: int
     #: Cached sessions the server no longer lists (kept in the cache); empty with session_ids.
     not_listed_upstream: tuple[str, ...] = ()
+    #: Sessions that could not be mirrored (the others were).
+    failures: tuple[SyncFailure, ...] = ()
+
+    @property
+    def ok(self) -> bool:
+        """True when every session was mirrored (the CLI exits 1 otherwise)."""
+        return not self.failures
 
 
 @attrs.frozen(kw_only=True)
@@ -52,14 +96,28 @@ class SyncPlan:
 
     new: tuple[SessionInfo, ...]
     changed: tuple[SessionInfo, ...]
-    #: Sessions whose history must be fetched (the server's count differs from the cache's).
+    #: Sessions whose history must be fetched (see ``plan_sync``).
     stale: tuple[SessionInfo, ...]
 
 
-def plan_sync(before: Mapping[str, CachedSession], listed: Sequence[SessionInfo]) -> SyncPlan:
-    """Which listed sessions are new, changed (status, count or title) and stale.
+def _described_differently(cached: CachedSession, info: SessionInfo) -> bool:
+    """Whether the server's object differs from the one the cache holds (text first: cheap)."""
+    from .cache._speedups import json_text
 
-    A new session with ``message_count`` 0 has no history to fetch.
+    if json_text(cached.raw) == json_text(info.raw):
+        return False
+    return dict(cached.raw) != dict(info.raw)
+
+
+def plan_sync(before: Mapping[str, CachedSession], listed: Sequence[SessionInfo]) -> SyncPlan:
+    """Which listed sessions are new, changed (status, count or title), and stale.
+
+    Stale (fetch the history) when any of: the session is new to the cache (even with a
+    ``message_count`` of 0: a count may lie); the cache has not mirrored its history since its
+    row was written or changed (``synced_at`` is None); the server's object differs from the
+    cached one (a new status, count, ``updated_at``...); the cached entries are not as many as
+    ``message_count`` says; their order is provisional (``provisional_order``). Each test is one
+    comparison of values already read: the cost stays that of reading the rows.
     """
     new: list[SessionInfo] = []
     changed: list[SessionInfo] = []
@@ -68,8 +126,7 @@ def plan_sync(before: Mapping[str, CachedSession], listed: Sequence[SessionInfo]
         cached = before.get(info.session_id)
         if cached is None:
             new.append(info)
-            if info.message_count > 0:
-                stale.append(info)
+            stale.append(info)
             continue
         if (
             cached.status != info.status
@@ -77,7 +134,12 @@ def plan_sync(before: Mapping[str, CachedSession], listed: Sequence[SessionInfo]
             or cached.title != info.title
         ):
             changed.append(info)
-        if cached.entry_count != info.message_count:
+        if (
+            cached.synced_at is None
+            or cached.entry_count != info.message_count
+            or cached.provisional_order
+            or _described_differently(cached, info)
+        ):
             stale.append(info)
     return SyncPlan(new=tuple(new), changed=tuple(changed), stale=tuple(stale))
 
@@ -95,13 +157,21 @@ def sync(
     ``cache`` is what ``Session`` takes (None: the default file, a path, a ``HistoryCache``).
     Raises ``NotFoundError`` (before writing anything) if a requested id is not listed under
     the key. The server is asked first: an unreachable server leaves no new cache file behind.
+    A session that cannot be listed, fetched or stored is in ``failures``; the others are
+    mirrored all the same.
     """
     if cache is False:
         raise ConfigurationError("sync needs a cache: cache=False turns mirroring off")
     if not isinstance(concurrency, int) or concurrency < 1:
         raise ConfigurationError("concurrency must be an integer >= 1")
-    all_listed = client.sessions.list()
+    all_listed, unreadable = client.run(_calls.lenient_list_call())
+    all_listed = list({info.session_id: info for info in reversed(all_listed)}.values())[::-1]
     listed = _select(all_listed, session_ids)
+    failures = [
+        SyncFailure.of(sid, "list", exc)
+        for sid, exc in unreadable
+        if session_ids is None or sid in set(session_ids)
+    ]
     from .cache import open_cache
 
     opened, owned = open_cache(cache, client.key_scope)
@@ -109,20 +179,27 @@ def sync(
     try:
         before = {s.session_id: s for s in opened.sessions()}
         plan = plan_sync(before, listed)
-        opened.upsert_sessions(listed)
+        refused = _store_listing(opened, listed, failures)
+        stale = [info for info in plan.stale if info.session_id not in refused]
         added = fetched = 0
-        stale = plan.stale
-        for info, entries in _fetch_all(
-            lambda i: client.sessions.messages(i.session_id), stale, concurrency
-        ):
-            added += opened.mirror_history(info.session_id, entries)
-            fetched += 1
+        results = _fetch_all(lambda i: _fetch(client, i), stale, concurrency)
+        for done, (info, outcome) in enumerate(results, 1):
+            if isinstance(outcome, PdffillrError):
+                failures.append(SyncFailure.of(info.session_id, "fetch", outcome))
+            else:
+                try:
+                    added += opened.mirror_history(info.session_id, outcome)
+                    fetched += 1
+                except CacheError:
+                    raise
+                except PdffillrError as exc:
+                    failures.append(SyncFailure.of(info.session_id, "store", exc))
             if progress is not None:
-                progress(fetched, len(stale), info.session_id)
+                progress(done, len(stale), info.session_id)
     finally:
         if owned:
             opened.close()
-    upstream = {i.session_id for i in all_listed}
+    upstream = {i.session_id for i in all_listed} | {sid for sid, _ in unreadable if sid}
     gone = () if session_ids is not None else tuple(sorted(set(before) - upstream))
     return SyncReport(
         sessions=len(listed),
@@ -132,7 +209,40 @@ def sync(
         histories_fetched=fetched,
         entries_added=added,
         not_listed_upstream=gone,
+        failures=tuple(failures),
     )
+
+
+def _fetch(client: PdffillrClient, info: SessionInfo) -> list[HistoryEntry] | PdffillrError:
+    """The history, or the typed error that kept it from us (an id like ``..`` included)."""
+    try:
+        return client.sessions.messages(info.session_id)
+    except PdffillrError as exc:
+        return exc
+
+
+def _store_listing(
+    cache: HistoryCache, listed: Sequence[SessionInfo], failures: list[SyncFailure]
+) -> set[str]:
+    """Write the listed sessions' rows (one transaction); if the server sent a value the cache
+    cannot hold, write them one by one and report the ones refused. Returns their ids."""
+    try:
+        cache.upsert_sessions(listed)
+        return set()
+    except CacheError:
+        raise
+    except PdffillrError:
+        pass
+    refused: set[str] = set()
+    for info in listed:
+        try:
+            cache.upsert_sessions([info])
+        except CacheError:
+            raise
+        except PdffillrError as exc:
+            refused.add(info.session_id)
+            failures.append(SyncFailure.of(info.session_id, "store", exc))
+    return refused
 
 
 def _select(listed: list[SessionInfo], session_ids: Iterable[str] | None) -> list[SessionInfo]:
@@ -158,7 +268,8 @@ def _fetch_all(
 
     Results are handed to the caller's thread (which writes them) as they arrive; no more than
     ``2 * concurrency`` wait at once, so memory stays bounded however many sessions there are.
-    The first failure stops the rest (queued fetches are cancelled) and propagates.
+    ``fetch`` returns expected failures as values; anything it raises (a bug, an interrupt)
+    stops the rest (queued fetches are cancelled) and propagates.
     """
     if concurrency == 1 or len(items) <= 1:
         for item in items:

@@ -411,8 +411,11 @@ def sync(
 ) -> None:
     """Mirror the server's sessions and their histories into the cache.
 
-    With SESSION_IDs, only those. Incremental: a history is fetched only when the server's
-    message_count differs from what the cache holds. Needs $PDFFILLR_API_KEY.
+    With SESSION_IDs, only those. Incremental: a history is fetched when it is new, when the
+    server's description of the session changed, when its message_count differs from what the
+    cache holds, or when sends left its order unconfirmed. A session that cannot be mirrored is
+    an `Error:` line on stderr and the others are still mirrored; the exit status is then 1.
+    Needs $PDFFILLR_API_KEY.
     """
     from ._sync import sync as sync_cache
 
@@ -433,6 +436,10 @@ def sync(
         out.emit_json(out.sync_dict(report), nl=False)
     else:
         out.write(out.sync_text(report))
+    for failure in report.failures:
+        click.echo(f"Error: {out.sync_problem(failure)}", err=True)
+    if not report.ok:
+        raise SystemExit(1)
 
 
 @main.command()

@@ -70,6 +70,7 @@ def session_from_row(row: Sequence[Any]) -> CachedSession:
         raw=LazyJSON(row[12]),
         opened_pid=row[13],
         opened_host=row[14],
+        provisional_order=row[15] is not None and row[15] + 1 != row[7],
     )
 
 

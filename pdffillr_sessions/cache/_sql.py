@@ -29,6 +29,9 @@ INSERT_HISTORY = (
     "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 
+#: Mirror one listed session. ``synced_at`` (when its full history was last mirrored) is NULL
+#: for a new row and reset to NULL when the server's description changed: the history must be
+#: fetched again (``plan_sync``), and ``mirror_history`` sets it once it is.
 UPSERT_SESSION = f"""
 INSERT INTO sessions (scope, session_id, title, status, message_count, created_at, ended_at,
                       updated_at, synced_at, raw)
@@ -47,7 +50,7 @@ ON CONFLICT (scope, session_id) DO UPDATE SET
                         AND sessions.local_state IN {PENDING}
                        THEN NULL ELSE sessions.local_error END,
     updated_at = excluded.updated_at,
-    synced_at = excluded.synced_at
+    synced_at = NULL
 WHERE sessions.title IS NOT excluded.title
    OR sessions.status IS NOT excluded.status
    OR sessions.message_count IS NOT excluded.message_count
@@ -81,10 +84,13 @@ ON CONFLICT (scope, session_id) DO UPDATE SET
     synced_at = excluded.synced_at
 """
 
+#: The last column is the session's max(seq): rows that are not dense (count != max + 1) hold
+#: locally appended entries whose order a full mirror has not confirmed yet (``_mirror``).
 SESSION_SELECT = """
 SELECT s.session_id, s.scope, s.title, s.status, s.message_count, s.created_at, s.ended_at,
        (SELECT count(*) FROM history h WHERE h.scope = s.scope AND h.session_id = s.session_id),
-       s.local_state, s.local_error, s.opened_at, s.synced_at, s.raw, s.opened_pid, s.opened_host
+       s.local_state, s.local_error, s.opened_at, s.synced_at, s.raw, s.opened_pid, s.opened_host,
+       (SELECT max(h.seq) FROM history h WHERE h.scope = s.scope AND h.session_id = s.session_id)
 FROM sessions s
 """
 

@@ -41,7 +41,8 @@ from .._models import HistoryEntry, SessionInfo
 from .._scope import key_scope
 from .._secret import Secret
 from . import _mirror, _sql
-from ._connect import connect, prepare, write_transaction
+from ._connect import BUSY_TIMEOUT_S, connect, prepare, write_transaction
+from ._errors import cache_error, typed_errors
 from ._integrity import integrity_problems
 from ._records import CachedSession, CacheStats, CreateIntent, SearchHit
 from ._rows import entry_rows, now, server_ended_at, session_from_row, ts
@@ -87,11 +88,16 @@ class HistoryCache:
         self._readonly = readonly
         self._owner = True
         self._lock = threading.RLock()
-        self._conn = connect(self._path, readonly=readonly)
+        try:
+            self._conn = connect(self._path, readonly=readonly)
+        except sqlite3.Error as exc:
+            raise cache_error(self._path, exc, BUSY_TIMEOUT_S) from exc
         try:
             self._applied = prepare(self._conn, self._path, readonly=readonly)
-        except BaseException:
+        except BaseException as exc:
             self._conn.close()
+            if isinstance(exc, sqlite3.Error):
+                raise cache_error(self._path, exc, BUSY_TIMEOUT_S) from exc
             raise
 
     # -- plumbing ----------------------------------------------------------------------------
@@ -201,6 +207,7 @@ class HistoryCache:
 
     # -- writes: create intents --------------------------------------------------------------
 
+    @typed_errors(server_data=False)
     def record_create_intent(self, idempotency_key: str, title: str | None) -> None:
         """Record, before sending it, a create request with its idempotency key."""
         scope = self._writable_scope()
@@ -212,6 +219,7 @@ class HistoryCache:
                 (scope, idempotency_key, title, now(), os.getpid(), socket.gethostname()),
             )
 
+    @typed_errors(server_data=False)
     def abandon_create_intent(self, idempotency_key: str) -> None:
         """The create failed for good and its block exited: no running process owns the intent
         any more (``reap`` then treats it by age alone, like any other leftover)."""
@@ -223,6 +231,7 @@ class HistoryCache:
                 (scope, idempotency_key),
             )
 
+    @typed_errors(server_data=False)
     def forget_create_intent(self, idempotency_key: str) -> bool:
         scope = self._writable_scope()
         with self._write_txn() as conn:
@@ -232,6 +241,7 @@ class HistoryCache:
             )
             return cur.rowcount > 0
 
+    @typed_errors(server_data=False)
     def create_intents(self) -> list[CreateIntent]:
         """Recorded create intents, oldest first."""
         where, args = self._scope_filter()
@@ -256,6 +266,7 @@ class HistoryCache:
 
     # -- writes: sessions --------------------------------------------------------------------
 
+    @typed_errors(server_data=True)
     def record_opened(self, info: SessionInfo, *, idempotency_key: str | None = None) -> None:
         """A session was just created here: upsert it as 'open' and drop its create intent."""
         scope = self._writable_scope()
@@ -287,6 +298,7 @@ class HistoryCache:
                     (scope, idempotency_key),
                 )
 
+    @typed_errors(server_data=True)
     def upsert_sessions(self, infos: Iterable[SessionInfo]) -> int:
         """Mirror the server's sessions; returns how many rows were inserted or changed."""
         scope = self._writable_scope()
@@ -301,7 +313,7 @@ class HistoryCache:
                 ts(i.created_at),
                 server_ended_at(i.raw),
                 stamp,
-                stamp,
+                None,  # synced_at: the history is not mirrored yet
                 json_text(i.raw),
             )
             for i in infos
@@ -312,6 +324,7 @@ class HistoryCache:
             cur = conn.executemany(_sql.UPSERT_SESSION, rows)
             return max(cur.rowcount, 0)
 
+    @typed_errors(server_data=False)
     def mark_end_pending(self, session_id: str, error: str) -> None:
         """The end request failed: remember it so that ``pending_ends`` retries it.
 
@@ -345,6 +358,7 @@ class HistoryCache:
                     ),
                 )
 
+    @typed_errors(server_data=True)
     def mark_ended(self, session_id: str, info: SessionInfo | None = None) -> bool:
         """The end was confirmed. Returns False if the session is not in the cache."""
         scope = self._writable_scope()
@@ -362,7 +376,7 @@ class HistoryCache:
                         ts(info.created_at),
                         server_ended_at(info.raw),
                         stamp,
-                        stamp,
+                        None,  # synced_at: the ended session's history is fetched once more
                         json_text(info.raw),
                     ),
                 )
@@ -378,39 +392,51 @@ class HistoryCache:
 
     # -- writes: history ---------------------------------------------------------------------
 
+    @typed_errors(server_data=True)
     def mirror_history(self, session_id: str, entries: Sequence[HistoryEntry]) -> int:
         """Mirror a session's FULL history (oldest first); returns the rows inserted.
 
-        Nothing already cached is rewritten; when nothing is new, nothing is written at all.
+        Afterwards the cache holds the server's entries in the server's order (``_mirror``
+        says how, and why entries the server no longer lists are kept). A list holding an id
+        twice is refused (``ProtocolError``), and so is a value the cache cannot hold, with
+        nothing written. When nothing changed, nothing is written at all.
         """
         scope = self._writable_scope()
-        if not entries:
-            return 0
+        _mirror.refuse_duplicates(session_id, entries)
         with self._lock:
-            tail = _mirror.tail(self._conn, scope, session_id)
-            if _mirror.prefix_ok(tail, entries) and tail[0] == len(entries):
-                return 0  # the fast no-op: a read, no transaction
+            conn = self._conn
+            tail = _mirror.tail(conn, scope, session_id)
+            if (
+                _mirror.prefix_ok(tail, entries)
+                and tail[0] == len(entries)
+                and not _mirror.needs_mark(conn, scope, session_id)
+            ):
+                return 0  # the fast no-op: reads, no transaction
             with self._write_txn() as conn:
                 tail = _mirror.tail(conn, scope, session_id)
-                if _mirror.prefix_ok(tail, entries):
+                first_new = _mirror.max_rowid(conn)
+                inserted = 0
+                if not _mirror.prefix_ok(tail, entries):
+                    inserted, _ = _mirror.merge(conn, scope, session_id, entries)
+                elif tail[0] < len(entries):
                     count = tail[0]
-                    if count == len(entries):
-                        return 0
-                    first_new = _mirror.max_rowid(conn)
                     cur = conn.executemany(
                         _sql.INSERT_HISTORY, entry_rows(scope, session_id, entries[count:], count)
                     )
-                    inserted = cur.rowcount
-                else:
-                    first_new = _mirror.max_rowid(conn)
-                    inserted = _mirror.merge(conn, scope, session_id, entries)
+                    inserted = max(cur.rowcount, 0)
                 if inserted:
                     _mirror.index_new(conn, first_new)
                     _mirror.raise_message_count(conn, scope, session_id)
+                _mirror.mark_mirrored(conn, scope, session_id, now())
                 return inserted
 
+    @typed_errors(server_data=True)
     def append_entries(self, session_id: str, entries: Sequence[HistoryEntry]) -> int:
-        """Entries just appended (e.g. by a send): seq continues after the cached ones."""
+        """Entries just appended (e.g. by a send), after the cached ones and a one-number hole
+        in ``seq``: their place in the server's order is provisional until the next full
+        mirror (``_mirror``: another process may append to the same session at the same time).
+        An id already cached, or repeated in ``entries``, is skipped.
+        """
         scope = self._writable_scope()
         if not entries:
             return 0
@@ -434,10 +460,8 @@ class HistoryCache:
             if not fresh:
                 return 0
             first_new = _mirror.max_rowid(conn)
-            start = -1 if max_seq is None else int(max_seq)
-            cur = conn.executemany(
-                _sql.INSERT_HISTORY, entry_rows(scope, session_id, fresh, start + 1)
-            )
+            start = 1 if max_seq is None else int(max_seq) + 2  # the hole: not yet confirmed
+            cur = conn.executemany(_sql.INSERT_HISTORY, entry_rows(scope, session_id, fresh, start))
             _mirror.index_new(conn, first_new)
             # message_count is not raised here: one more dirty page per send (a sessions row)
             # was a third of a send's cache cost. Reads show max(message_count, entries), and
@@ -446,6 +470,7 @@ class HistoryCache:
 
     # -- reads -------------------------------------------------------------------------------
 
+    @typed_errors(server_data=False)
     def sessions(
         self,
         status: str | None = None,
@@ -474,6 +499,7 @@ class HistoryCache:
             rows = conn.execute(sql, params).fetchall()
         return [session_from_row(r) for r in rows]
 
+    @typed_errors(server_data=False)
     def session(self, session_id: str) -> CachedSession | None:
         where, args = self._scope_filter("s.")
         with self._read_txn() as conn:
@@ -484,6 +510,7 @@ class HistoryCache:
             ).fetchone()
         return None if row is None else session_from_row(row)
 
+    @typed_errors(server_data=False)
     def history(self, session_id: str) -> list[HistoryEntry]:
         """A session's cached history, oldest first (every scope's, if unscoped)."""
         out: list[HistoryEntry] = []
@@ -497,6 +524,7 @@ class HistoryCache:
                 out.extend(build_entries(session_id, cur))
         return out
 
+    @typed_errors(server_data=False)
     def search(
         self, query: str, *, limit: int = 20, session_id: str | None = None
     ) -> list[SearchHit]:
@@ -512,6 +540,7 @@ class HistoryCache:
                 return []
             raise
 
+    @typed_errors(server_data=False)
     def pending_ends(self) -> list[CachedSession]:
         """Sessions opened here whose end is not confirmed (local_state open or end_pending)."""
         where, args = self._scope_filter("s.")
@@ -523,6 +552,7 @@ class HistoryCache:
             ).fetchall()
         return [session_from_row(r) for r in rows]
 
+    @typed_errors(server_data=False)
     def stats(self) -> CacheStats:
         """Counts per status and scope, entries, file size, schema version, date range."""
         where, args = self._scope_filter()
@@ -578,6 +608,7 @@ class HistoryCache:
             file_size=size,
         )
 
+    @typed_errors(server_data=False)
     def integrity_check(self) -> list[str]:
         """Problems found by ``PRAGMA integrity_check``, then by the FTS5 integrity check; empty
         means sound. A read-only cache runs the FTS5 check (a write for SQLite) on a copy."""
