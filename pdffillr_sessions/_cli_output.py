@@ -15,6 +15,7 @@ from datetime import datetime, timedelta
 from typing import IO, TYPE_CHECKING, Any
 
 from ._contract import ENTRY_ACTIVITY, ENTRY_DOCUMENT, ENTRY_MESSAGE, LOCAL_END_PENDING, LOCAL_OPEN
+from ._exceptions import escape_controls
 
 if TYPE_CHECKING:
     from ._end import EndOutcome, EndReport
@@ -24,7 +25,11 @@ if TYPE_CHECKING:
     from .cache import CachedSession, CacheStats, SearchHit
 
 _LONE_SURROGATE = re.compile(r"[\ud800-\udfff]")
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
+#: What a terminal must never receive raw: C0 controls but tab and newline, DEL, C1 controls,
+#: bidirectional overrides, lone surrogates (``_exceptions.escape_controls`` escapes the same).
+_TERMINAL_UNSAFE = re.compile(
+    "[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069\ud800-\udfff]"
+)
 
 # -- writing -----------------------------------------------------------------------------------
 
@@ -37,8 +42,29 @@ def dumps(obj: Any, *, indent: int | None = None) -> str:
     return _LONE_SURROGATE.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
 
 
+def terminal_safe(text: str) -> str:
+    """``text`` for a terminal: every character a terminal would act on (escape sequences,
+    C1 controls, bidi overrides) as a ``\\uNNNN`` escape, so that server-chosen text cannot
+    move the cursor, retitle the window or hide what follows. JSON stays valid JSON, with
+    the same decoded value."""
+    return _TERMINAL_UNSAFE.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
+
+
+def _is_terminal(stream: object) -> bool:
+    try:
+        return bool(getattr(stream, "isatty", lambda: False)())
+    except (ValueError, OSError):  # closed or odd streams
+        return False
+
+
 def write(text: str, stream: IO[bytes] | None = None) -> None:
-    """Write UTF-8 whatever the locale says (emoji and NULs must survive a pipe)."""
+    """Write UTF-8 whatever the locale says (emoji and NULs must survive a pipe or a file).
+
+    On a terminal, text is made ``terminal_safe`` first: output meant for a file or a pipe is
+    written exactly, output meant for eyes cannot be turned against them.
+    """
+    if _is_terminal(stream if stream is not None else sys.stdout):
+        text = terminal_safe(text)
     data = text.encode("utf-8", errors="backslashreplace")
     if stream is not None:
         stream.write(data)
@@ -63,13 +89,10 @@ def emit_json(items: Any, *, nl: bool) -> None:
 # -- cells and tables --------------------------------------------------------------------------
 
 
-def _visible(m: re.Match[str]) -> str:
-    return f"\\x{ord(m.group()):02x}"
-
-
 def visible(text: str) -> str:
-    """Control characters (but tab and newline) as ``\\xNN``: never raw to a terminal."""
-    return _CONTROL.sub(_visible, text)
+    """Control characters (but tab and newline), C1 controls, bidi overrides and lone
+    surrogates as ``\\xNN``/``\\uNNNN``: never raw to a terminal."""
+    return escape_controls(text)
 
 
 def cell(value: Any, width: int | None = None) -> str:

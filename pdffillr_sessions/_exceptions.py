@@ -149,9 +149,7 @@ def one_line(message: object) -> str:
 #: C0 controls but tab and newline, DEL, C1 controls (U+0080-U+009F: U+009B is a CSI on some
 #: terminals), the bidirectional overrides that reorder what a terminal shows, and lone
 #: surrogates (a JSON ``\\ud800`` escape: no terminal, file or database can take one).
-_CONTROLS = re.compile(
-    "[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069\ud800-\udfff]"
-)
+_CONTROLS = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069\ud800-\udfff]")
 
 
 def _escaped(match: re.Match[str]) -> str:

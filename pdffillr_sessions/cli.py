@@ -52,7 +52,20 @@ def _os_error_message(exc: OSError) -> str:
 
 
 class _Group(click.Group):
-    """A group that turns the library's errors into one ``Error: ...`` line and exit status 1."""
+    """A group that turns the library's errors into one ``Error: ...`` line and exit status 1,
+    and refuses arguments that are not valid text."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        # On POSIX, bytes that are not UTF-8 reach us as lone surrogates (surrogateescape):
+        # no session id, query or path the cache holds can match them, and printing them
+        # raises. Refused here, before any option is parsed: a usage error, exit status 2.
+        for arg in args:
+            bad = _not_text(arg)
+            if bad is not None:
+                raise click.UsageError(
+                    f"argument {bad!r} is not valid text (its bytes are not UTF-8)", ctx
+                )
+        return super().parse_args(ctx, args)
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
@@ -69,6 +82,15 @@ class _Group(click.Group):
             raise click.ClickException(one_line(_os_error_message(exc))) from None
 
 
+def _not_text(arg: str) -> str | None:
+    """The argument, shown safely, if it holds a lone surrogate; else None."""
+    try:
+        arg.encode("utf-8")
+    except UnicodeEncodeError:
+        return arg.encode("utf-8", "backslashreplace").decode("ascii", "backslashreplace")
+    return None
+
+
 def _silence_stdout() -> None:
     try:
         devnull = os.open(os.devnull, os.O_WRONLY)
@@ -80,11 +102,17 @@ def _silence_stdout() -> None:
 # -- options and parsing -----------------------------------------------------------------------
 
 
+#: The most rows a listing can ask for (a bigger ``-n`` is a usage error, not an overflow).
+MAX_LIMIT = 1_000_000_000
+
+
 def _db_option(f: F) -> F:
+    # No dir_okay=False: a directory, a FIFO or a device is refused by the cache itself, with
+    # one `Error:` line naming what it is (click would print a three-line usage error).
     return click.option(
         "--db",
         "db",
-        type=click.Path(dir_okay=False, path_type=Path),
+        type=click.Path(path_type=Path),
         default=None,
         help=f"The history cache file [default: ${_contract.ENV_CACHE_PATH} or "
         "history.db in the user data directory; see `pdffillr-sessions path`].",
@@ -142,6 +170,24 @@ def _open_readonly(db: Path | None) -> HistoryCache:
     from .cache import HistoryCache
 
     return HistoryCache(path, readonly=True)
+
+
+def _refuse_the_cache_as_output(output: Path, db: Path) -> None:
+    """Never write an export over the cache (or its -wal, -shm, -journal): that would erase
+    every session it holds. Compared as files (hard and symbolic links included) when both
+    exist, else as resolved paths."""
+    for suffix in ("", "-wal", "-shm", "-journal"):
+        cache_file = Path(f"{db}{suffix}")
+        try:
+            same = output.exists() and cache_file.exists() and os.path.samefile(output, cache_file)
+        except OSError:
+            same = False
+        if same or output.resolve() == cache_file.resolve():
+            raise click.UsageError(
+                f"refusing to write the export to {out.cell(output)}: it is the history cache"
+                + (f" ({suffix[1:]} file)" if suffix else "")
+                + " (pass another -o FILE)"
+            )
 
 
 def _require_session(cache: HistoryCache, session_id: str) -> CachedSession:
@@ -202,7 +248,9 @@ def path(db: Path | None) -> None:
     default=None,
     help="Only sessions with this server status.",
 )
-@click.option("-n", "--limit", type=click.IntRange(min=0), default=None, help="At most N sessions.")
+@click.option(
+    "-n", "--limit", type=click.IntRange(0, MAX_LIMIT), default=None, help="At most N sessions."
+)
 @click.option(
     "--since",
     metavar="DATE|DURATION",
@@ -259,7 +307,7 @@ def show(session_id: str, as_json: bool, nl: bool, db: Path | None) -> None:
 @main.command()
 @click.argument("query")
 @click.option("--session", "session_id", default=None, help="Only in this session.")
-@click.option("-n", "--limit", type=click.IntRange(min=1), default=20, show_default=True)
+@click.option("-n", "--limit", type=click.IntRange(1, MAX_LIMIT), default=20, show_default=True)
 @_json_options
 @_db_option
 def search(
@@ -306,6 +354,8 @@ def export(session_id: str, fmt: str, output: Path | None, db: Path | None) -> N
     markdown: a readable transcript. Text is written exactly (UTF-8, nothing escaped but what
     JSON requires).
     """
+    if output is not None:
+        _refuse_the_cache_as_output(output, _resolve_db(db))
     with _open_readonly(db) as cache:
         s = _require_session(cache, session_id)
         entries = cache.history(s.session_id)
@@ -321,7 +371,10 @@ def export(session_id: str, fmt: str, output: Path | None, db: Path | None) -> N
         return
     with open(output, "wb") as fh:
         out.write(text, fh)
-    click.echo(f"Exported {len(entries)} entries of {s.session_id} to {output}", err=True)
+    click.echo(
+        f"Exported {len(entries)} entries of {out.cell(s.session_id)} to {out.cell(output)}",
+        err=True,
+    )
 
 
 @main.command()

@@ -105,6 +105,8 @@ def gzip_bomb(size: int) -> bytes:
 
 
 def response_head(status: int = 200, headers: dict[str, str] | None = None) -> bytes:
+    """A status line and headers; ``Connection: close`` (each connection answers once, so a
+    client must never try to reuse it)."""
     lines = [f"HTTP/1.1 {status} X"]
-    lines += [f"{k}: {v}" for k, v in (headers or {}).items()]
+    lines += [f"{k}: {v}" for k, v in {"Connection": "close", **(headers or {})}.items()]
     return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
