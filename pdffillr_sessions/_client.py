@@ -95,14 +95,29 @@ class PdffillrClient(ConfiguredClient[httpx.Client]):
         Non-idempotent calls (create, send, attach) get ONE ``Idempotency-Key`` made here, before
         the retry loop (or given as ``idempotency_key``), and sent unchanged on every attempt: a
         retry after a lost reply can never create a second session or send a message twice.
+        The response's body is decoded, bounded and has the key redacted (see ``_body``).
         """
+        response, body = self._send(method, path, json, files, idempotent, idempotency_key)
+        return _exchange.as_response(response, body, self._config.api_key)
+
+    def _send(
+        self,
+        method: str,
+        path: str,
+        json: Any,
+        files: Mapping[str, Any] | None,
+        idempotent: bool,
+        idempotency_key: str | None,
+    ) -> tuple[httpx.Response, bytes]:
+        """The one I/O loop: the retries of one logical request; (its 2xx response, read and
+        closed, and its decoded body)."""
         _exchange.ensure_open(self._http.is_closed, type(self).__name__)
         headers = _exchange.idempotency_headers(idempotent, idempotency_key)
         timeout = self.timeout
         deadline = _exchange.deadline_of(timeout, time.monotonic())
         secret = self._config.api_key
 
-        def attempt(number: int) -> httpx.Response:
+        def attempt(number: int) -> tuple[httpx.Response, bytes]:
             limits = _exchange.attempt_timeout(timeout, deadline, time.monotonic(), method, path)
             try:
                 with _deadline.bound(deadline):
@@ -131,10 +146,10 @@ class PdffillrClient(ConfiguredClient[httpx.Client]):
         json: Any,
         files: Mapping[str, Any] | None,
         headers: dict[str, str],
-    ) -> httpx.Response:
+    ) -> tuple[httpx.Response, bytes]:
         """One HTTP exchange: send, stream the body through its reader, then the 2xx response
-        or the typed error. Its frame is the only one holding the raw response (which may hold
-        an echoed key); ``request()`` scrubs it from any error that leaves."""
+        and its body, or the typed error. Its frame is the only one holding the raw response
+        (which may hold an echoed key); ``_send()`` scrubs it from any error that leaves."""
         request = self._http.build_request(
             method, path, json=json, files=files, headers=headers, timeout=limits
         )
@@ -150,22 +165,25 @@ class PdffillrClient(ConfiguredClient[httpx.Client]):
             _pump(reader, response)
         finally:
             response.close()
-        return _exchange.answer(response, reader, self._config.api_key, method, path)
+        return response, _exchange.answer(response, reader, self._config.api_key, method, path)
 
     def run(self, call: Call[T]) -> T:
-        """Run one ``Call`` (see ``_calls``) and read its answer."""
+        """Run one ``Call`` (see ``_calls``) and read its answer (only its body: no response
+        object is rebuilt, and none stays a local of this frame)."""
         try:
-            response = self.request(
-                call.method,
-                call.path,
-                json=call.json,
-                files=call.files,
-                idempotent=call.idempotent,
-                idempotency_key=call.idempotency_key,
-            )
+            body = (
+                self._send(
+                    call.method,
+                    call.path,
+                    call.json,
+                    call.files,
+                    call.idempotent,
+                    call.idempotency_key,
+                )
+            )[1]
         except call.done_on:
             return call.parse(b"")
-        return call.parse(response.content)
+        return call.parse(body)
 
 
 def _pump(reader: BodyReader, response: httpx.Response) -> None:

@@ -12,7 +12,7 @@ over a connection another call opened.
 ``clip`` is the one decision (pure); the backends only apply it. ``install`` puts the backends
 into the pools httpx built (its default transport and any proxy mounts): httpx has no public
 argument for a network backend, so this reaches one private attribute per pool, and reports
-whether it could (``tests/test_deadlines.py`` fails if an httpx upgrade moves it). A transport
+whether it could (``tests/test_hostile_server.py`` fails if an httpx upgrade moves it). A transport
 passed by the caller is left alone; the body reader still checks the deadline between chunks.
 """
 

@@ -32,6 +32,7 @@ from ._secret import Secret
 
 __all__ = [
     "answer",
+    "as_response",
     "attempt_timeout",
     "body_reader",
     "deadline_of",
@@ -100,8 +101,8 @@ def body_reader(
 
 def answer(
     response: httpx.Response, reader: BodyReader, secret: Secret, method: str, path: str
-) -> httpx.Response:
-    """The 2xx response with its decoded, bounded, redacted body; else the typed error.
+) -> bytes:
+    """The decoded, bounded, redacted body of a 2xx response; else the typed error.
 
     The body reader's error (over the cap, undecodable, out of time) wins over the status.
     """
@@ -118,6 +119,12 @@ def answer(
             secret=secret,
             note=None if reader.stopped is None else f"body not read to its end: {reader.stopped}",
         )
+    return body
+
+
+def as_response(response: httpx.Response, body: bytes, secret: Secret) -> httpx.Response:
+    """What ``request()`` hands back: the 2xx response with its decoded body, the headers that
+    describe wire bytes dropped and the key redacted from the others."""
     headers = [(k, secret.redact(v)) for k, v in response.headers.items() if k not in _WIRE_HEADERS]
     return httpx.Response(
         response.status_code,

@@ -402,7 +402,6 @@ class HistoryCache:
         nothing written. When nothing changed, nothing is written at all.
         """
         scope = self._writable_scope()
-        _mirror.refuse_duplicates(session_id, entries)
         with self._lock:
             conn = self._conn
             tail = _mirror.tail(conn, scope, session_id)
@@ -412,6 +411,9 @@ class HistoryCache:
                 and not _mirror.needs_mark(conn, scope, session_id)
             ):
                 return 0  # the fast no-op: reads, no transaction
+            # Before anything is written (the no-op above writes nothing, and its dense
+            # prefix holds unique ids: the server's, as long as history is append-only).
+            _mirror.refuse_duplicates(session_id, entries)
             with self._write_txn() as conn:
                 tail = _mirror.tail(conn, scope, session_id)
                 first_new = _mirror.max_rowid(conn)
