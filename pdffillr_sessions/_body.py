@@ -192,16 +192,16 @@ class BodyReader:
 
     def _over(self, size: int, *, declared: bool) -> None:
         kind = "response" if 200 <= self.status_code < 300 else "error"
+        limit = f"the {_size(self.cap)} limit for {kind} bodies"
         said = (
-            f"declares {size:,} bytes"
+            f"declares {size:,} bytes, more than {limit}"
             if declared
-            else f"is larger (reading stopped after {size:,} decoded bytes)"
+            else f"is larger than {limit} (reading stopped after {size:,} decoded bytes)"
         )
         self._chunks.clear()
         self.error = ProtocolError(
-            f"{self._where}: the HTTP {self.status_code} {kind} body {said} than the "
-            f"{_size(self.cap)} limit for {kind} bodies"
-            + (" (max_response_bytes sets it)" if kind == "response" else "")
+            f"{self._where}: the HTTP {self.status_code} {kind} body {said}"
+            + ("; max_response_bytes sets it" if kind == "response" else "")
         )
 
     def _fail(self, why: str) -> None:

@@ -164,13 +164,16 @@ def sync(
         raise ConfigurationError("sync needs a cache: cache=False turns mirroring off")
     if not isinstance(concurrency, int) or concurrency < 1:
         raise ConfigurationError("concurrency must be an integer >= 1")
+    wanted = None if session_ids is None else list(dict.fromkeys(session_ids))
     all_listed, unreadable = client.run(_calls.lenient_list_call())
+    # A session listed twice is mirrored once, as first listed.
     all_listed = list({info.session_id: info for info in reversed(all_listed)}.values())[::-1]
-    listed = _select(all_listed, session_ids)
+    unreadable_ids = {sid for sid, _ in unreadable if sid is not None}
+    listed = _select(all_listed, wanted, unreadable_ids)
     failures = [
         SyncFailure.of(sid, "list", exc)
         for sid, exc in unreadable
-        if session_ids is None or sid in set(session_ids)
+        if wanted is None or sid in wanted
     ]
     from .cache import open_cache
 
@@ -199,8 +202,8 @@ def sync(
     finally:
         if owned:
             opened.close()
-    upstream = {i.session_id for i in all_listed} | {sid for sid, _ in unreadable if sid}
-    gone = () if session_ids is not None else tuple(sorted(set(before) - upstream))
+    upstream = {i.session_id for i in all_listed} | unreadable_ids
+    gone = () if wanted is not None else tuple(sorted(set(before) - upstream))
     return SyncReport(
         sessions=len(listed),
         new=len(plan.new),
@@ -245,12 +248,15 @@ def _store_listing(
     return refused
 
 
-def _select(listed: list[SessionInfo], session_ids: Iterable[str] | None) -> list[SessionInfo]:
-    if session_ids is None:
+def _select(
+    listed: list[SessionInfo], wanted: list[str] | None, unreadable: set[str]
+) -> list[SessionInfo]:
+    """The listed sessions asked for; ``NotFoundError`` for an id the server does not list at
+    all (one it lists but that cannot be read is reported as a failure instead)."""
+    if wanted is None:
         return listed
     by_id = {info.session_id: info for info in listed}
-    wanted = list(dict.fromkeys(session_ids))
-    missing = [sid for sid in wanted if sid not in by_id]
+    missing = [sid for sid in wanted if sid not in by_id and sid not in unreadable]
     if missing:
         raise NotFoundError(
             f"no session {missing[0]!r} under this API key"
@@ -258,7 +264,7 @@ def _select(listed: list[SessionInfo], session_ids: Iterable[str] | None) -> lis
             status_code=404,
             error_type="not_found",
         )
-    return [by_id[sid] for sid in wanted]
+    return [by_id[sid] for sid in wanted if sid in by_id]
 
 
 def _fetch_all(
