@@ -168,22 +168,19 @@ class PdffillrClient(ConfiguredClient[httpx.Client]):
         return response, _exchange.answer(response, reader, self._config.api_key, method, path)
 
     def run(self, call: Call[T]) -> T:
-        """Run one ``Call`` (see ``_calls``) and read its answer (only its body: no response
-        object is rebuilt, and none stays a local of this frame)."""
+        """Run one ``Call`` (see ``_calls``) through ``request()`` and read its answer."""
         try:
-            body = (
-                self._send(
-                    call.method,
-                    call.path,
-                    call.json,
-                    call.files,
-                    call.idempotent,
-                    call.idempotency_key,
-                )
-            )[1]
+            response = self.request(
+                call.method,
+                call.path,
+                json=call.json,
+                files=call.files,
+                idempotent=call.idempotent,
+                idempotency_key=call.idempotency_key,
+            )
         except call.done_on:
             return call.parse(b"")
-        return call.parse(body)
+        return call.parse(response.content)
 
 
 def _pump(reader: BodyReader, response: httpx.Response) -> None:

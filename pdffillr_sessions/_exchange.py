@@ -43,7 +43,7 @@ __all__ = [
 ]
 
 #: Headers that describe the bytes on the wire, not the decoded body ``answer`` hands back.
-_WIRE_HEADERS = frozenset({"content-encoding", "content-length", "transfer-encoding"})
+_WIRE_HEADERS_BYTES = frozenset({b"content-encoding", b"content-length", b"transfer-encoding"})
 
 
 def ensure_open(is_closed: bool, name: str) -> None:
@@ -125,7 +125,10 @@ def answer(
 def as_response(response: httpx.Response, body: bytes, secret: Secret) -> httpx.Response:
     """What ``request()`` hands back: the 2xx response with its decoded body, the headers that
     describe wire bytes dropped and the key redacted from the others."""
-    headers = [(k, secret.redact(v)) for k, v in response.headers.items() if k not in _WIRE_HEADERS]
+    raw = response.headers.raw
+    if any(secret.redact_bytes(v) is not v for _, v in raw):  # rare: a header echoes the key
+        raw = [(k, secret.redact_bytes(v)) for k, v in raw]
+    headers = [(k, v) for k, v in raw if k.lower() not in _WIRE_HEADERS_BYTES]
     return httpx.Response(
         response.status_code,
         headers=headers,

@@ -18,6 +18,7 @@ needs a valid key, in words that never include it.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
@@ -46,23 +47,25 @@ class Secret:
     sent as a header).
     """
 
-    __slots__ = ("__weakref__", "_pattern", "_problem", "_value")
+    __slots__ = ("__weakref__", "_encoded", "_pattern", "_problem", "_value")
 
     _value: str
     _problem: str | None
     _pattern: re.Pattern[str] | None
+    _encoded: tuple[bytes, ...] | None
 
     def __init__(self, value: object) -> None:
         # Never raises: this frame is the only one (besides the caller's first line) that ever
         # holds the plain value, and an exception here would put it in a traceback.
+        self._pattern, self._encoded = None, None
         if isinstance(value, Secret):
-            self._value, self._problem, self._pattern = value._value, value._problem, None
+            self._value, self._problem = value._value, value._problem
             return
-        if value is None or value == "":
-            self._value, self._problem, self._pattern = "", "missing", None
+        if value is None or (isinstance(value, str) and not value):
+            self._value, self._problem = "", "missing"
             return
         if not isinstance(value, str):
-            self._value, self._problem, self._pattern = "", "not a string", None
+            self._value, self._problem = "", "not a string"
             return
         self._value = value
         self._problem = (
@@ -70,7 +73,6 @@ class Secret:
             if value.isascii() and value.isprintable() and " " not in value
             else "malformed (it must be printable ASCII with no whitespace)"
         )
-        self._pattern = None
 
     @classmethod
     def of(cls, value: object) -> Secret:
@@ -133,7 +135,9 @@ class Secret:
             spelling in data for spelling in self._spellings_bytes()
         ):
             return data
-        return re.compile(self._needles().pattern.encode("ascii")).sub(REDACTED.encode(), data)
+        return re.compile(self._needles().pattern.encode("utf-8", "surrogatepass")).sub(
+            REDACTED.encode(), data
+        )
 
     # -- helpers: the spellings of the key -------------------------------------------------------
 
@@ -150,7 +154,11 @@ class Secret:
         return self._pattern
 
     def _spellings_bytes(self) -> tuple[bytes, ...]:
-        return tuple(map(str.encode, self._spellings()))
+        if self._encoded is None:
+            self._encoded = tuple(
+                map(functools.partial(str.encode, errors="surrogatepass"), self._spellings())
+            )
+        return self._encoded
 
 
 # -- log lines written by others -------------------------------------------------------------------
