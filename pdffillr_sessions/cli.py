@@ -399,8 +399,9 @@ def stats(as_json: bool, db: Path | None) -> None:
 def check(as_json: bool, db: Path | None) -> None:
     """Check the integrity of the cache file: SQLite's, then the full-text index's.
 
-    The file is only read: the full-text check (a write statement for SQLite) runs on a
-    private temporary copy. Exits 1 if there are problems.
+    The file is only read, and never copied: the full-text index is checked against the
+    content read-only (checksums of both, the content re-tokenized batch by batch in memory),
+    so a read-only location works too. Exits 1 if there are problems.
     """
     with _open_readonly(db) as cache:
         where = cache.path

@@ -4,7 +4,8 @@
 ``_store`` (the store), ``_records`` (its values), ``_files`` (checks on the file before SQLite
 opens it), ``_schema`` / ``_migrations`` (which schema a file has; the migrations registry),
 ``_sql`` (statement text), ``_rows`` (values <-> rows), ``_speedups`` (every speed trick, in one
-visible place), ``_integrity`` (is the file sound), ``_open`` (what a ``cache=`` argument means).
+visible place), ``_integrity`` (is the file sound), ``_open`` (what a ``cache=`` argument means),
+``_mirror`` (how a history converges), ``_errors`` (every failure as a typed error).
 """
 
 from __future__ import annotations

@@ -613,6 +613,7 @@ class HistoryCache:
     @typed_errors(server_data=False)
     def integrity_check(self) -> list[str]:
         """Problems found by ``PRAGMA integrity_check``, then by the FTS5 integrity check; empty
-        means sound. A read-only cache runs the FTS5 check (a write for SQLite) on a copy."""
+        means sound. A read-only cache checks the index read-only, without a copy
+        (``_integrity``)."""
         with self._lock:
             return integrity_problems(self._conn, self._path, readonly=self._readonly)
