@@ -31,6 +31,7 @@ from ._exceptions import (
     RateLimitError,
     SessionEndedError,
     SessionStateError,
+    Terminated,
 )
 from ._models import HistoryEntry, SessionInfo
 from ._version import __version__
@@ -101,6 +102,7 @@ __all__ = [
     "SessionInfo",
     "SessionStateError",
     "SyncReport",
+    "Terminated",
     "Timeout",
     "__version__",
     "end_sessions",

@@ -238,6 +238,7 @@ def reap_outcome_dict(o: ReapOutcome) -> dict[str, Any]:
     return {
         **who,
         "opened_pid": o.opened_pid,
+        "owner": o.owner,
         "live": o.live,
         "action": o.action,
         "detail": o.detail,
