@@ -20,6 +20,9 @@ Choices, and why:
   or the intent forgotten); otherwise it just closes it (as the kernel would at exit). A
   pending record whose lock file is missing was therefore tampered with: ``unknown`` (``reap``
   falls back to ``--older-than``), never ``dead``.
+* A lock whose ``OwnerLock`` is garbage collected without ``release`` (a block abandoned by an
+  interrupt that landed before its exit could do anything) is closed then, as at exit: a
+  process that carries on does not keep a dead block's session "alive".
 * Fork: a child made with ``os.fork()`` closes its copies of the parent's lock descriptors at
   once (never unlocking them: that would unlock the parent's), so it never owns them; a
   ``Session`` checks the pid itself as well. ``subprocess`` children never inherit them
@@ -83,6 +86,7 @@ class OwnerLock:
         self._path = path
         self._fd: int | None = fd
         self._pid = os.getpid()
+        self._on_collect = weakref.finalize(self, _close_quietly, fd)
 
     @classmethod
     def acquire(cls, cache_path: str | os.PathLike[str]) -> OwnerLock | None:
@@ -95,15 +99,17 @@ class OwnerLock:
             os.chmod(directory, 0o700)  # whatever the umask
         name = secrets.token_hex(16)
         path = directory / name
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
+        fd = -1
         try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # a fresh file: never contended
             lock = cls(name, path, fd)
             _held.add(lock)
         except BaseException:
-            os.close(fd)
-            with contextlib.suppress(OSError):
-                os.unlink(path)
+            if fd >= 0:
+                _close_quietly(fd)
+                with contextlib.suppress(OSError):
+                    os.unlink(path)
             raise
         return lock
 
@@ -125,17 +131,23 @@ class OwnerLock:
         finally:
             self._fd = None
             _held.discard(self)
+            self._on_collect.detach()
             os.close(fd)
 
     def _forget_in_child(self) -> None:
         """After ``os.fork()``, in the child: close the copy, never unlock the parent's lock."""
         fd, self._fd = self._fd, None
+        self._on_collect.detach()
         if fd is not None:
-            with contextlib.suppress(OSError):
-                os.close(fd)
+            _close_quietly(fd)
 
     def __repr__(self) -> str:
         return f"<OwnerLock {self.name} {'held' if self.held else 'released'}>"
+
+
+def _close_quietly(fd: int) -> None:
+    with contextlib.suppress(OSError):
+        os.close(fd)
 
 
 def release_all_held_in_this_process() -> int:
@@ -167,21 +179,20 @@ class Probe:
         self.liveness: Liveness = "unknown"
         if self._path is None or fcntl is None:
             return
+        fd = -1
         try:
             fd = os.open(self._path, os.O_RDONLY)
-        except OSError:
-            return  # missing: see the module docstring (tampered with, never "dead")
-        try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            os.close(fd)
-            self.liveness = "alive"
-            return
-        except BaseException:
-            os.close(fd)
-            raise
-        self._fd = fd
-        self.liveness = "dead"
+            self.liveness = "alive"  # someone holds it
+        except OSError:
+            pass  # missing or unreadable: see the module docstring (never "dead")
+        else:
+            self._fd, fd = fd, -1
+            self.liveness = "dead"
+        finally:
+            if fd >= 0:
+                _close_quietly(fd)
 
     def close(self, *, resolved: bool = False) -> None:
         """Release the lock; ``resolved``: the record is done, delete its lock file first."""

@@ -33,6 +33,7 @@ import os
 import signal
 import sys
 import threading
+import weakref
 from collections.abc import Callable
 from types import FrameType
 from typing import Any, TypeVar
@@ -53,8 +54,10 @@ class _State:
     """The process-wide state, touched only from the main thread."""
 
     def __init__(self) -> None:
-        #: Tokens of the main-thread blocks entered and not yet left.
-        self.blocks: set[object] = set()
+        #: The main-thread blocks entered and not yet left. Weak: a block abandoned without its
+        #: exit (an interrupt on its first line) goes away with its ``Session``, and the next
+        #: ``enter``/``leave``, or signal, finds no block and puts the previous handlers back.
+        self.blocks: weakref.WeakSet[Any] = weakref.WeakSet()
         #: signum -> the handler ours replaced, for the signals we took over.
         self.previous: dict[int, Any] = {}
         #: The first signal received and not yet re-raised.
@@ -87,7 +90,9 @@ def _in_deferring_code(frame: FrameType | None) -> bool:
 def _handler(signum: int, frame: FrameType | None) -> None:
     if _state.pending is None:
         _state.pending = signum
-    if not _in_deferring_code(frame):
+    if not _state.blocks:  # every block was abandoned: behave as if we had never been here
+        _restore_and_redeliver()
+    elif not _in_deferring_code(frame):
         raise Terminated(signum)
 
 
@@ -100,6 +105,8 @@ def enter(token: object) -> None:
     if not _is_main_thread():
         return
     try:
+        if not _state.blocks and _state.previous:  # left over by an abandoned block
+            _restore_and_redeliver()
         _state.blocks.add(token)
         for signum in HANDLED_SIGNALS:
             if signum not in _state.previous and signal.getsignal(signum) is signal.SIG_DFL:
@@ -126,12 +133,20 @@ def leave(token: object, *, block_failed: bool) -> None:
         raise Terminated(_state.pending)
 
 
+def _put_back() -> None:
+    """The previous handlers, where ours still is (idempotent)."""
+    for signum, previous in list(_state.previous.items()):
+        if signal.getsignal(signum) is _handler:
+            signal.signal(signum, previous)
+        del _state.previous[signum]
+
+
 def _restore_and_redeliver() -> None:
     try:
-        for signum, previous in list(_state.previous.items()):
-            if signal.getsignal(signum) is _handler:
-                signal.signal(signum, previous)
-            del _state.previous[signum]
+        try:
+            _put_back()
+        finally:
+            _put_back()  # again, if an interrupt cut the first pass short
     finally:
         pending, _state.pending = _state.pending, None
         if pending is not None:

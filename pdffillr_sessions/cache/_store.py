@@ -114,8 +114,8 @@ class HistoryCache:
             if conn.in_transaction:
                 yield conn
                 return
-            conn.execute("BEGIN")
             try:
+                conn.execute("BEGIN")
                 yield conn
             finally:
                 if conn.in_transaction:
