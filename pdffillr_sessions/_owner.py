@@ -43,6 +43,8 @@ import weakref
 from pathlib import Path
 from typing import Literal
 
+from ._exceptions import CacheError
+
 try:  # POSIX
     import fcntl
 except ImportError:  # pragma: no cover - Windows: locks unsupported, see the module docstring
@@ -90,9 +92,17 @@ class OwnerLock:
 
     @classmethod
     def acquire(cls, cache_path: str | os.PathLike[str]) -> OwnerLock | None:
+        """A new lock, held; ``CacheError`` if its file cannot be made next to the cache."""
         if fcntl is None:  # pragma: no cover - Windows
             return None
-        directory = lock_dir(cache_path)
+        try:
+            return cls._acquire(lock_dir(cache_path))
+        except OSError as exc:
+            raise CacheError(f"cannot take an owner lock next to the cache: {exc}") from None
+
+    @classmethod
+    def _acquire(cls, directory: Path) -> OwnerLock:
+        assert fcntl is not None
         if not directory.is_dir():
             with contextlib.suppress(FileExistsError):
                 os.mkdir(directory, 0o700)

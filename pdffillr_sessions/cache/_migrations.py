@@ -98,8 +98,8 @@ def m001_initial_schema(db: Any) -> None:
 
 @migrations()
 def m002_opened_by(db: Any) -> None:
-    """Which process opened a session (or recorded a create intent): ``reap`` leaves it alone
-    while that process still runs on this host."""
+    """Which process opened a session (or recorded a create intent). Shown to people only
+    since ``m004_server_and_owner_lock``: ``reap`` asks the owner lock, never the pid."""
     for table in ("sessions", "create_intents"):
         db.execute(f"ALTER TABLE {table} ADD COLUMN opened_pid INTEGER")
         db.execute(f"ALTER TABLE {table} ADD COLUMN opened_host TEXT")
