@@ -30,7 +30,7 @@ import attrs
 
 from ._contract import LOCAL_END_PENDING, LocalState
 from ._end import EndOutcome, end_one
-from ._exceptions import BadRequestError, PdffillrError, one_line
+from ._exceptions import BadRequestError, CacheError, PdffillrError, one_line
 from ._owner import Liveness, Probe
 
 if TYPE_CHECKING:
@@ -301,13 +301,20 @@ def _reap_intent(
         except PdffillrError as exc:
             detail = f"replaying the create failed: {one_line(exc)}"
             return attrs.evolve(decided, action="failed", detail=detail)
-        # Recorded as opened (with the dead owner's lock name) before the end: if the end
-        # fails, or this reap dies, the next reap finds a session it can end at once.
-        cache.record_opened(info, idempotency_key=key, owner_lock=intent.owner_lock)
-        done = _with_end(
-            attrs.evolve(decided, session_id=info.session_id),
-            end_one(client, cache, info.session_id),
-        )
+        found = attrs.evolve(decided, session_id=info.session_id)
+        try:
+            # Recorded as opened (with the dead owner's lock name) before the end: if the end
+            # fails, or this reap dies, the next reap finds a session it can end at once.
+            cache.record_opened(info, idempotency_key=key, owner_lock=intent.owner_lock)
+        except CacheError:
+            # Its id is another server's row in this cache, which cannot hold both: end it
+            # upstream all the same, and forget the intent once it is ended.
+            done = _with_end(found, end_one(client, None, info.session_id))
+            if done.action == "ended":
+                cache.forget_create_intent(key)
+                probe.close(resolved=True)
+            return done
+        done = _with_end(found, end_one(client, cache, info.session_id))
         probe.close(resolved=done.action in _RESOLVED)
         if done.action == "ended":
             return attrs.evolve(done, detail="recovered from a create whose reply was lost")

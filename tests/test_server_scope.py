@@ -15,6 +15,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import socket
 import sqlite3
@@ -29,6 +30,8 @@ from click.testing import CliRunner
 
 from pdffillr_sessions import (
     APIConnectionError,
+    AsyncPdffillrClient,
+    CacheError,
     HistoryCache,
     PdffillrClient,
     Session,
@@ -249,3 +252,51 @@ def test_only_a_create_no_attempt_of_which_connected_forgets_its_intent(
     assert caught.value.request_sent is sent
     with HistoryCache(db, api_key=KEY) as cache:
         assert len(cache.create_intents()) == (1 if sent else 0)
+
+
+def test_a_block_whose_new_id_is_another_servers_row_is_ended_not_left_unrecorded(
+    db: Path,
+) -> None:
+    with Emulator(deterministic=True) as a, Emulator(deterministic=True) as b:
+        with PdffillrClient(KEY, base_url=a.url) as on_a:
+            with Session(on_a, title="on A", cache=db):
+                pass
+        with PdffillrClient(KEY, base_url=b.url) as on_b:
+            with pytest.raises(CacheError, match="another server"), Session(on_b, cache=db):
+                pytest.fail("the block must not run with a session the cache cannot hold")
+        assert [s["status"] for s in b.sessions(KEY)] == ["ended"]  # ended, not leaked
+        with PdffillrClient(KEY, base_url=b.url) as on_b:
+            assert reap(on_b, db).outcomes[0].action == "ended"  # its intent: replayed, ended
+
+
+@pytest.mark.parametrize(
+    ("failures", "sent"),
+    [
+        ((httpx.ConnectError("refused"),) * 3, False),
+        ((httpx.ReadTimeout("read"), httpx.ConnectError("a"), httpx.ConnectError("b")), True),
+    ],
+    ids=["never-connected", "timed-out-once"],
+)
+def test_the_async_client_says_the_same_of_its_create(
+    failures: tuple[httpx.TransportError, ...], sent: bool
+) -> None:
+    queue = list(failures)
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        raise queue.pop(0)
+
+    async def no_sleep(seconds: float) -> None:
+        return None
+
+    async def create() -> None:
+        async with AsyncPdffillrClient(
+            KEY,
+            base_url="https://api.example",
+            transport=httpx.MockTransport(handler),
+            sleep=no_sleep,
+        ) as client:
+            await client.sessions.create("t", idempotency_key="pfs_k")
+
+    with pytest.raises(APIConnectionError) as caught:
+        asyncio.run(create())
+    assert caught.value.request_sent is sent and queue == []

@@ -41,7 +41,7 @@ from typing import Any
 
 from .. import _contract
 from .._contract import LOCAL_END_PENDING, LOCAL_ENDED, LOCAL_OPEN
-from .._exceptions import ConfigurationError
+from .._exceptions import CacheError, ConfigurationError
 from .._models import HistoryEntry, SessionInfo
 from .._scope import key_scope
 from . import _mirror, _sql
@@ -287,12 +287,14 @@ class HistoryCache:
 
         ``owner_lock`` is the lock its with-block holds (``reap`` passes the dead intent's, so
         that a reap killed before the end still leaves a record the next reap ends at once).
+        ``CacheError`` if the id is already cached for another server (nothing is written: a
+        with-block then ends the session rather than run with one the cache does not hold).
         """
         scope = self._writable_scope()
         stamp = now()
         state = LOCAL_ENDED if info.status == _contract.STATUS_ENDED else LOCAL_OPEN
         with self._write_txn() as conn:
-            conn.execute(
+            cur = conn.execute(
                 _sql.RECORD_OPENED,
                 (
                     scope,
@@ -313,6 +315,11 @@ class HistoryCache:
                     owner_lock,
                 ),
             )
+            if cur.rowcount == 0:  # rolled back: the intent stays, for reap
+                raise CacheError(
+                    f"session id {info.session_id!r} is already cached for another server "
+                    f"than {self._server}: this cache cannot hold both (use another cache file)"
+                )
             if idempotency_key is not None:
                 conn.execute(
                     "DELETE FROM create_intents WHERE scope = ? AND idempotency_key = ?",
