@@ -24,6 +24,14 @@ PENDING = f"('{LOCAL_OPEN}', '{LOCAL_END_PENDING}')"
 
 HISTORY_COLS = "id, type, role, content, created_at, raw"
 
+#: What the server says about a session, taken from the row being upserted.
+_SERVER_FIELDS = """title = excluded.title,
+    status = excluded.status,
+    message_count = excluded.message_count,
+    created_at = excluded.created_at,
+    ended_at = COALESCE(excluded.ended_at, sessions.ended_at),
+    raw = excluded.raw"""
+
 INSERT_HISTORY = (
     "INSERT INTO history (scope, session_id, id, seq, type, role, content, created_at, raw) "
     "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
@@ -34,12 +42,7 @@ INSERT INTO sessions (scope, session_id, title, status, message_count, created_a
                       updated_at, synced_at, raw)
 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 ON CONFLICT (scope, session_id) DO UPDATE SET
-    title = excluded.title,
-    status = excluded.status,
-    message_count = excluded.message_count,
-    created_at = excluded.created_at,
-    ended_at = COALESCE(excluded.ended_at, sessions.ended_at),
-    raw = excluded.raw,
+    {_SERVER_FIELDS},
     local_state = CASE WHEN excluded.status = '{STATUS_ENDED}'
                         AND sessions.local_state IN {PENDING}
                        THEN '{LOCAL_ENDED}' ELSE sessions.local_state END,
@@ -62,12 +65,7 @@ INSERT INTO sessions (scope, session_id, title, status, message_count, created_a
                       local_state, opened_at, updated_at, synced_at, raw, opened_pid, opened_host)
 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 ON CONFLICT (scope, session_id) DO UPDATE SET
-    title = excluded.title,
-    status = excluded.status,
-    message_count = excluded.message_count,
-    created_at = excluded.created_at,
-    ended_at = COALESCE(excluded.ended_at, sessions.ended_at),
-    raw = excluded.raw,
+    {_SERVER_FIELDS},
     local_state = CASE
         WHEN sessions.local_state IS NULL THEN excluded.local_state
         WHEN excluded.local_state = '{LOCAL_ENDED}' THEN '{LOCAL_ENDED}'
