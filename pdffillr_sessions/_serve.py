@@ -81,10 +81,6 @@ _ONE_ROW_PER_SESSION = """
     ) AS pick
     FROM sessions
 """
-_LATEST_SCOPE = """
-    SELECT scope FROM sessions WHERE session_id = {sid}
-    ORDER BY updated_at DESC, scope LIMIT 1
-"""
 
 
 def _utc(column: str) -> str:
@@ -127,10 +123,21 @@ SELECT h.seq + 1 AS "#",
 FROM history h
 WHERE h.session_id = :session_id
   AND h.scope = coalesce(
-      ({_LATEST_SCOPE.format(sid=":session_id")}),
+      (SELECT scope FROM sessions WHERE session_id = :session_id
+       ORDER BY updated_at DESC, scope LIMIT 1),
       (SELECT scope FROM history WHERE session_id = :session_id LIMIT 1)
   )
 ORDER BY h.seq
+"""
+
+#: One session's heading on its transcript page: the row the sessions page shows.
+SESSION_HEADER_SQL = f"""
+SELECT s.session_id, s.title, s.status, s.message_count,
+       {_utc("s.created_at")} AS created, {_utc("s.ended_at")} AS ended,
+       (SELECT count(*) FROM history h
+        WHERE h.scope = s.scope AND h.session_id = s.session_id) AS entries
+FROM sessions s WHERE s.session_id = :session_id
+ORDER BY s.updated_at DESC, s.scope LIMIT 1
 """
 
 #: FTS5 ranks (and cuts) first, on the index alone; only the best rows are joined and titled.
@@ -249,16 +256,6 @@ def _require_datasette() -> None:
             "serving the history needs Datasette, an optional extra: "
             f"{sys.executable} -m {INSTALL_HINT}"
         ) from None
-
-
-SESSION_HEADER_SQL = f"""
-WITH one AS ({_ONE_ROW_PER_SESSION})
-SELECT s.session_id, s.title, s.status, s.message_count,
-       {_utc("s.created_at")} AS created, {_utc("s.ended_at")} AS ended,
-       (SELECT count(*) FROM history h
-        WHERE h.scope = s.scope AND h.session_id = s.session_id) AS entries
-FROM one s WHERE s.pick = 1 AND s.session_id = :session_id
-"""
 
 
 def build_datasette(path: Path | None = None) -> Any:

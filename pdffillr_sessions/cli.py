@@ -5,7 +5,8 @@ Each command parses its options, calls one library operation and formats its res
 ``sessions``, ``show``, ``search``, ``export``, ``stats``, ``check``) open the cache read-only:
 they never write to the file, never touch the network and need no key. They do not import httpx
 or tenacity either (the client is imported lazily by the online commands ``sync``, ``reap`` and
-``end``), so they start fast.
+``end``), so they start fast. ``serve`` shows the same file in Datasette (the ``[web]`` extra),
+read-only too.
 
 Conventions follow ``llm logs`` and ``sqlite-utils``: every command takes ``--db PATH`` (default
 ``$PDFFILLR_SESSIONS_DB`` or the user data directory), every listing takes ``--json`` (and

@@ -24,9 +24,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import websocket
 from _web_sample import KYC, Q4, Q4_ENTRIES, fill, serving
-
-websocket = pytest.importorskip("websocket", reason="websocket-client (a test extra) is missing")
 
 CHROMIUM = next(
     (found for name in ("chromium", "chromium-browser") if (found := shutil.which(name))), None

@@ -162,7 +162,7 @@ def test_technical_columns_are_hidden_by_default(cache_path: Path) -> None:
     *shown, database, sessions_table = fetch(cache_path, *pages, f"/{_serve.DB_NAME}/sessions")
     for page in [*shown, database]:
         assert page.status_code == 200
-        assert scope not in page.text
+        assert scope not in page.text and KEY_A not in page.text
         assert '"document_id"' not in page.text and "&#34;document_id&#34;" not in page.text
     # The raw tables are hidden from the database page, not gone: one click away.
     assert "hidden tables" in database.text
