@@ -43,6 +43,7 @@ __all__ = [
     "build_datasette",
     "datasette_metadata",
     "datasette_settings",
+    "install_command",
     "search_path",
     "serve",
     "sessions_path",
@@ -70,7 +71,7 @@ TITLE_COLUMNS = ("title",)
 #: The SQL function the search page matches with: the library's own user-text-to-FTS5 function,
 #: so that the page finds what ``pdffillr-sessions search`` finds, and no input is a syntax error.
 FTS_FUNCTION = "pdffillr_fts_query"
-INSTALL_HINT = "pip install 'pdffillr-sessions[web]'"
+DIST_NAME = "pdffillr-sessions"
 
 # A session can be cached under several key scopes (two keys of one account see the same
 # sessions). The pages show each session once: the row updated last, and the history kept under
@@ -247,14 +248,33 @@ def search_path(query: str) -> str:
     return f"/{DB_NAME}/{SEARCH_QUERY}?{urlencode({'q': query})}"
 
 
+def install_command(package_dir: Path | None = None) -> str:
+    """The command that installs the ``[web]`` extra into this very interpreter.
+
+    Run from a checkout (``pip install -e .``, as the README does), that is the checkout again,
+    with the extra: asking the index for the package could find nothing, or another version.
+    ``package_dir`` is where this package was imported from (a test may give another).
+    """
+    import shlex
+    import tomllib
+
+    checkout = (package_dir or Path(__file__).resolve().parent).parent
+    try:
+        project = tomllib.loads((checkout / "pyproject.toml").read_text("utf-8")).get("project")
+        ours = isinstance(project, dict) and project.get("name") == DIST_NAME
+    except (OSError, ValueError):  # no pyproject.toml (an installed wheel), or not TOML
+        ours = False
+    target = ["-e", f"{checkout}[web]"] if ours else [f"{DIST_NAME}[web]"]
+    return shlex.join([sys.executable, "-m", "pip", "install", *target])
+
+
 def _require_datasette() -> None:
     try:
         import datasette  # noqa: F401
         import uvicorn  # noqa: F401
     except ImportError:
         raise ConfigurationError(
-            "serving the history needs Datasette, an optional extra: "
-            f"{sys.executable} -m {INSTALL_HINT}"
+            f"serving the history needs Datasette, an optional extra: {install_command()}"
         ) from None
 
 

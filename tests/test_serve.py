@@ -10,6 +10,7 @@ import asyncio
 import hashlib
 import json
 import re
+import shlex
 import signal
 import socket
 import sqlite3
@@ -276,7 +277,22 @@ def test_without_datasette_serve_says_how_to_install_it(
     assert result.stdout == ""
     lines = result.stderr.splitlines()
     assert len(lines) == 1 and lines[0].startswith("Error: ")
-    assert f"{sys.executable} -m pip install 'pdffillr-sessions[web]'" in lines[0]
+    # A command for this interpreter (here, from this checkout: the checkout with the extra).
+    assert lines[0].endswith(f": {_serve.install_command()}")
+    assert "[web]" in lines[0] and sys.executable in lines[0]
+
+
+def test_the_install_command_names_the_checkout_it_runs_from(tmp_path: Path) -> None:
+    start = [sys.executable, "-m", "pip", "install"]
+    # From this checkout (an editable install): the checkout again, with the extra.
+    assert shlex.split(_serve.install_command()) == [*start, "-e", f"{ROOT}[web]"]
+    # From an installed wheel: the package from the index.
+    site = tmp_path / "my venv" / "site-packages" / "pdffillr_sessions"
+    site.mkdir(parents=True)
+    assert shlex.split(_serve.install_command(site)) == [*start, "pdffillr-sessions[web]"]
+    # Beside another project's pyproject.toml: still the index.
+    (site.parent / "pyproject.toml").write_text('[project]\nname = "other"\n')
+    assert shlex.split(_serve.install_command(site)) == [*start, "pdffillr-sessions[web]"]
 
 
 def test_serve_refuses_what_is_not_a_cache(tmp_path: Path) -> None:
