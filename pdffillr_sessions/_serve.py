@@ -214,7 +214,7 @@ def datasette_metadata() -> dict[str, Any]:
                     SEARCH_QUERY: {
                         "title": "Search history",
                         "description": "Full-text search over every cached history, best "
-                        "match first: words match anywhere, in any order.",
+                        "match first, read as `pdffillr-sessions search` reads it.",
                         "sql": SEARCH_SQL,
                         "hide_sql": True,
                     },
