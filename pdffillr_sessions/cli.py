@@ -5,7 +5,8 @@ Each command parses its options, calls one library operation and formats its res
 ``sessions``, ``show``, ``search``, ``export``, ``stats``, ``check``) open the cache read-only:
 they never write to the file, never touch the network and need no key. They do not import httpx
 or tenacity either (the client is imported lazily by the online commands ``sync``, ``reap`` and
-``end``), so they start fast.
+``end``), so they start fast. ``serve`` shows the same file in Datasette (the ``[web]`` extra),
+read-only too.
 
 Conventions follow ``llm logs`` and ``sqlite-utils``: every command takes ``--db PATH`` (default
 ``$PDFFILLR_SESSIONS_DB`` or the user data directory), every listing takes ``--json`` (and
@@ -30,6 +31,7 @@ from . import _contract
 from ._durations import parse_duration, parse_since
 from ._exceptions import PdffillrError, one_line
 from ._paths import default_cache_path
+from ._serve import DEFAULT_PORT
 from ._version import __version__
 from .emulator._cli import emulator_command
 
@@ -531,3 +533,36 @@ def end(session_ids: tuple[str, ...], base_url: str | None, as_json: bool, db: P
 # The very command of `python -m pdffillr_sessions.emulator`, so the two cannot drift apart. Its
 # module imports only click and the fault parser: the server loads when the command runs.
 main.add_command(emulator_command, name="emulator")
+
+
+# -- the web view ------------------------------------------------------------------------------
+
+
+@main.command()
+@click.option(
+    "-p",
+    "--port",
+    type=click.IntRange(0, 65535),
+    default=DEFAULT_PORT,
+    show_default=True,
+    help="The port on 127.0.0.1; 0 takes any free one.",
+)
+@click.option("-o", "--open", "open_browser", is_flag=True, help="Open the page in a browser.")
+@_db_option
+def serve(port: int, open_browser: bool, db: Path | None) -> None:
+    """Browse the history in Datasette: sessions, transcripts and search, read-only.
+
+    Prints the address of the sessions page, then serves until Ctrl-C. Only 127.0.0.1 listens
+    (the history is private and Datasette asks for no password), and the file is never written:
+    run a Session or `sync` meanwhile and reload the page to see it. Needs the optional extra:
+    `pip install 'pdffillr-sessions[web]'`.
+    """
+    from ._serve import serve as serve_cache
+
+    def ready(url: str) -> None:
+        click.echo(url)
+        click.echo(f"Serving {_resolve_db(db)} read-only: Ctrl-C stops.", err=True)
+        if open_browser:
+            click.launch(url)
+
+    serve_cache(_resolve_db(db), port=port, ready=ready)

@@ -25,6 +25,14 @@ PENDING = f"('{LOCAL_OPEN}', '{LOCAL_END_PENDING}')"
 
 HISTORY_COLS = "id, type, role, content, created_at, raw"
 
+#: What the server says about a session, taken from the row being upserted.
+_SERVER_FIELDS = """title = excluded.title,
+    status = excluded.status,
+    message_count = excluded.message_count,
+    created_at = excluded.created_at,
+    ended_at = COALESCE(excluded.ended_at, sessions.ended_at),
+    raw = excluded.raw"""
+
 INSERT_HISTORY = (
     "INSERT INTO history (scope, session_id, id, seq, type, role, content, created_at, raw) "
     "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
@@ -42,12 +50,7 @@ INSERT INTO sessions (scope, session_id, title, status, message_count, created_a
                       updated_at, synced_at, raw, server)
 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 ON CONFLICT (scope, session_id) DO UPDATE SET
-    title = excluded.title,
-    status = excluded.status,
-    message_count = excluded.message_count,
-    created_at = excluded.created_at,
-    ended_at = COALESCE(excluded.ended_at, sessions.ended_at),
-    raw = excluded.raw,
+    {_SERVER_FIELDS},
     local_state = CASE WHEN excluded.status = '{STATUS_ENDED}'
                         AND sessions.local_state IN {PENDING}
                        THEN '{LOCAL_ENDED}' ELSE sessions.local_state END,
@@ -74,12 +77,7 @@ INSERT INTO sessions (scope, session_id, title, status, message_count, created_a
                       server, owner_lock)
 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 ON CONFLICT (scope, session_id) DO UPDATE SET
-    title = excluded.title,
-    status = excluded.status,
-    message_count = excluded.message_count,
-    created_at = excluded.created_at,
-    ended_at = COALESCE(excluded.ended_at, sessions.ended_at),
-    raw = excluded.raw,
+    {_SERVER_FIELDS},
     local_state = CASE
         WHEN sessions.local_state IS NULL THEN excluded.local_state
         WHEN excluded.local_state = '{LOCAL_ENDED}' THEN '{LOCAL_ENDED}'
