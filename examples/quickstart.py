@@ -7,6 +7,9 @@ Runs against the embedded emulator unless PDFFILLR_BASE_URL is set (see _demo.py
 
 from __future__ import annotations
 
+import shlex
+import sys
+
 from _demo import demo_cache_path, demo_client
 
 from pdffillr_sessions import HistoryCache, Session
@@ -37,7 +40,9 @@ def main() -> None:
         assert offline == history, "the cache holds exactly what the server held"
         for hit in cache.search("side letter", limit=3):
             print(f"  search hit in {hit.entry.session_id}: {hit.entry.content[:60]!r}")
-    print(f"Inspect it with: pdffillr-sessions show {session_id} --db {cache_path}")
+    # The next step, runnable as printed: this very interpreter, so no venv needs activating.
+    show = [sys.executable, "-m", "pdffillr_sessions", "show", session_id, "--db", str(cache_path)]
+    print(f"Inspect it with: {shlex.join(show)}")
 
 
 if __name__ == "__main__":

@@ -31,6 +31,7 @@ from ._exceptions import (
     RateLimitError,
     SessionEndedError,
     SessionStateError,
+    Terminated,
 )
 from ._models import HistoryEntry, SessionInfo
 from ._version import __version__
@@ -106,6 +107,7 @@ __all__ = [
     "SessionStateError",
     "SyncFailure",
     "SyncReport",
+    "Terminated",
     "Timeout",
     "__version__",
     "end_sessions",

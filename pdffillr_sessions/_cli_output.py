@@ -14,6 +14,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import IO, TYPE_CHECKING, Any
 
+import attrs
+
 from ._contract import ENTRY_ACTIVITY, ENTRY_DOCUMENT, ENTRY_MESSAGE, LOCAL_END_PENDING, LOCAL_OPEN
 from ._exceptions import escape_controls
 
@@ -211,22 +213,8 @@ def hit_dict(hit: SearchHit, title: str | None) -> dict[str, Any]:
 
 
 def stats_dict(stats: CacheStats) -> dict[str, Any]:
-    return {
-        "path": stats.path,
-        "scope": stats.scope,
-        "schema_version": stats.schema_version,
-        "migrations": list(stats.migrations),
-        "sessions": stats.sessions,
-        "sessions_by_status": dict(stats.sessions_by_status),
-        "sessions_by_scope": dict(stats.sessions_by_scope),
-        "entries": stats.entries,
-        "entries_by_scope": dict(stats.entries_by_scope),
-        "pending_ends": stats.pending_ends,
-        "create_intents": stats.create_intents,
-        "oldest_created_at": stats.oldest_created_at,
-        "newest_created_at": stats.newest_created_at,
-        "file_size": stats.file_size,
-    }
+    """``CacheStats`` with its field names as keys (tuples as lists, mappings as dicts)."""
+    return attrs.asdict(stats)
 
 
 def sync_dict(report: SyncReport) -> dict[str, Any]:
@@ -270,6 +258,7 @@ def reap_outcome_dict(o: ReapOutcome) -> dict[str, Any]:
     return {
         **who,
         "opened_pid": o.opened_pid,
+        "owner": o.owner,
         "live": o.live,
         "action": o.action,
         "detail": o.detail,

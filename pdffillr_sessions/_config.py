@@ -16,7 +16,7 @@ from . import _contract
 from ._body import DEFAULT_MAX_RESPONSE_BYTES
 from ._exceptions import ConfigurationError
 from ._retry import RetryPolicy
-from ._scope import key_scope
+from ._scope import key_scope, server_id
 from ._secret import Secret, redact_in_logs
 from ._version import __version__
 
@@ -83,6 +83,11 @@ class ClientConfig:
     @property
     def key_scope(self) -> str:
         return key_scope(self.api_key)
+
+    @property
+    def server(self) -> str:
+        """The base URL in the one spelling the cache records (see ``_scope.server_id``)."""
+        return server_id(self.base_url)
 
     @property
     def headers(self) -> dict[str, str]:

@@ -140,6 +140,10 @@ def as_response(response: httpx.Response, body: bytes, secret: Secret) -> httpx.
     )
 
 
+#: Failures before a connection exists: no byte of the request can have left the machine.
+_BEFORE_CONNECTING = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
+
+
 def transport_error(
     exc: httpx.TransportError, method: str, path: str, secret: Secret
 ) -> APIConnectionError:
@@ -149,15 +153,20 @@ def transport_error(
     and control characters escaped, here and in the httpx error itself (``scrub``).
     """
     scrub(exc, secret)
+    sent = not isinstance(exc, _BEFORE_CONNECTING)
     if isinstance(exc, httpx.TimeoutException):
         return APITimeoutError(
-            f"{method} {path}: timed out ({type(exc).__name__})", method=method, url=path
+            f"{method} {path}: timed out ({type(exc).__name__})",
+            method=method,
+            url=path,
+            request_sent=sent,
         )
     detail = escape_controls(secret.redact(str(exc)))[:500]
     return APIConnectionError(
         f"{method} {path}: connection failed ({type(exc).__name__}: {detail})",
         method=method,
         url=path,
+        request_sent=sent,
     )
 
 

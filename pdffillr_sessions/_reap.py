@@ -1,20 +1,27 @@
 """``reap``: end the sessions this machine opened and never saw ended (crashed or killed scripts).
 
-Two kinds of leftovers, in the client key's scope only:
+Two kinds of leftovers, in the client key's scope and on the client's server only:
 
 - sessions a with-block opened and never ended (``open``), or failed to end (``end_pending``);
 - creates whose reply was lost (create intents): the create is replayed with the same
   Idempotency-Key (the server answers with the session it made, or makes it now), then that
   session is ended.
 
-What to do with each record is decided by pure functions (``decide_session``,
-``decide_intent``) from the record, the cutoff and whether its opener still runs; the loop in
-``reap`` only does the I/O they ask for.
+Whether a record's with-block still runs is asked of the kernel (``_owner``): reap tries to take
+the owner's lock. Taken (the owner died, the kernel let go): the record is dealt with at once,
+whatever its age, with the lock held meanwhile so no other reap works on it. Held by someone:
+left alone. Records with no lock (written by older versions) fall back to their age
+(``older_than``). What to do with each record is decided by pure functions (``decide_session``,
+``decide_intent``) from the record, the cutoff and what the lock said; the loop in ``reap``
+only does the I/O they ask for.
+
+A 404 marks a session gone only when the row was recorded for this very server; a row written
+before servers were recorded, ended by nobody here, is left as it is (another server may hold
+it).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
@@ -23,8 +30,8 @@ import attrs
 
 from ._contract import LOCAL_END_PENDING, LocalState
 from ._end import EndOutcome, end_one
-from ._exceptions import BadRequestError, PdffillrError, one_line
-from ._liveness import opener_alive
+from ._exceptions import BadRequestError, CacheError, PdffillrError, one_line
+from ._owner import Liveness, Probe
 
 if TYPE_CHECKING:
     from ._client import PdffillrClient
@@ -40,8 +47,9 @@ __all__ = [
     "reap",
 ]
 
-#: Records younger than this are left alone by default: for sessions opened on another host (or
-#: before the opener was recorded) the cache cannot tell a killed script from a running one.
+#: Records with no owner lock (written by versions before ``m004_server_and_owner_lock``, or on
+#: a platform without ``fcntl``) younger than this are left alone by default: for them the
+#: cache cannot tell a killed script from a running one.
 REAP_DEFAULT_OLDER_THAN = timedelta(hours=1)
 
 #: ``ended``: ended now. ``gone``: the server no longer has it (recorded ended). ``failed``: the
@@ -51,6 +59,9 @@ REAP_DEFAULT_OLDER_THAN = timedelta(hours=1)
 ReapAction = Literal[
     "ended", "gone", "failed", "skipped", "would_end", "would_replay_and_end", "dropped"
 ]
+
+#: Outcomes after which nothing of the record is left: its lock file is deleted too.
+_RESOLVED: frozenset[str] = frozenset({"ended", "gone", "dropped"})
 
 
 @attrs.frozen(kw_only=True)
@@ -63,8 +74,8 @@ class ReapOutcome:
     session_id: str | None
     title: str | None
     detail: str | None = None
-    #: Its opening process still runs on this host.
-    live: bool = False
+    #: What its owner lock said: ``alive`` (a with-block runs), ``dead``, or ``unknown`` (none).
+    owner: Liveness = "unknown"
     opened_pid: int | None = None
     #: Sessions only.
     local_state: LocalState | None = None
@@ -72,6 +83,11 @@ class ReapOutcome:
     #: Create intents only.
     idempotency_key: str | None = None
     recorded_at: datetime | None = None
+
+    @property
+    def live(self) -> bool:
+        """A running with-block owns it."""
+        return self.owner == "alive"
 
     @property
     def failed(self) -> bool:
@@ -100,22 +116,31 @@ class ReapReport:
 
 
 def _skip_reason(
-    *, live: bool, include_live: bool, pid: int | None, moment: datetime | None, cutoff: datetime
+    *, owner: Liveness, include_live: bool, moment: datetime | None, cutoff: datetime
 ) -> str | None:
     """Why a record must be left alone now, or None to act on it."""
-    if live and not include_live:
-        return f"live: its process {pid} still runs on this host (include_live=True ends it)"
+    if owner == "alive":
+        if include_live:
+            return None
+        return (
+            "live: a running with-block holds its lock (or another reap is ending it); "
+            "include_live=True ends it anyway"
+        )
+    if owner == "dead":
+        return None  # the kernel released its owner's lock: its process has exited
     if moment is not None and moment > cutoff:
-        return "too recent (see older_than)"
+        return "too recent, and no owner lock to ask (recorded by an older version): see older_than"
     return None
 
 
 def decide_session(
-    s: CachedSession, *, cutoff: datetime, include_live: bool, live: bool
+    s: CachedSession, *, owner: Liveness, cutoff: datetime, include_live: bool
 ) -> ReapOutcome:
     """``would_end`` (which ``reap`` carries out unless ``dry_run``) or ``skipped``.
 
-    An end-pending session is always ended: its with-block has already exited.
+    An end-pending session is always ended: its with-block has already exited. Otherwise a dead
+    owner means now, a live one means never (unless ``include_live``), and no lock at all means
+    by age (``cutoff``).
     """
     base = ReapOutcome(
         kind="session",
@@ -125,22 +150,18 @@ def decide_session(
         local_state=s.local_state,
         opened_at=s.opened_at,
         opened_pid=s.opened_pid,
-        live=live,
+        owner=owner,
     )
     if s.local_state == LOCAL_END_PENDING:
         return base
     reason = _skip_reason(
-        live=live,
-        include_live=include_live,
-        pid=s.opened_pid,
-        moment=s.opened_at or s.created_at,
-        cutoff=cutoff,
+        owner=owner, include_live=include_live, moment=s.opened_at or s.created_at, cutoff=cutoff
     )
     return base if reason is None else attrs.evolve(base, action="skipped", detail=reason)
 
 
 def decide_intent(
-    intent: CreateIntent, *, cutoff: datetime, include_live: bool, live: bool
+    intent: CreateIntent, *, owner: Liveness, cutoff: datetime, include_live: bool
 ) -> ReapOutcome:
     """``would_replay_and_end`` or ``skipped``, for a create intent.
 
@@ -155,14 +176,10 @@ def decide_intent(
         idempotency_key=intent.idempotency_key,
         recorded_at=intent.recorded_at,
         opened_pid=intent.opened_pid,
-        live=live,
+        owner=owner,
     )
     reason = _skip_reason(
-        live=live,
-        include_live=include_live,
-        pid=intent.opened_pid,
-        moment=intent.recorded_at,
-        cutoff=cutoff,
+        owner=owner, include_live=include_live, moment=intent.recorded_at, cutoff=cutoff
     )
     return base if reason is None else attrs.evolve(base, action="skipped", detail=reason)
 
@@ -177,13 +194,14 @@ def reap(
     dry_run: bool = False,
     older_than: timedelta | None = None,
     include_live: bool = False,
-    is_alive: Callable[[int | None, str | None], bool] = opener_alive,
 ) -> ReapReport:
-    """End what this machine opened and never saw ended; return one outcome per record.
+    """End what this machine opened on the client's server and never saw ended; return one
+    outcome per record.
 
-    ``older_than`` (default ``REAP_DEFAULT_OLDER_THAN``, 1 h; ``timedelta(0)`` for all) leaves
-    younger records alone. A record whose opening process still runs on this host is skipped as
-    live unless ``include_live``. ``dry_run`` sends nothing and writes nothing. ``cache`` is
+    A record whose with-block has exited (its owner lock is free) is dealt with at once; one
+    whose block still runs is left alone unless ``include_live``. ``older_than`` (default
+    ``REAP_DEFAULT_OLDER_THAN``, 1 h; ``timedelta(0)`` for all) applies only to records with no
+    owner lock (older versions). ``dry_run`` sends nothing and writes nothing. ``cache`` is
     what ``Session`` takes; a missing cache file means nothing to reap (it is not created).
     """
     from .cache import cache_path, open_cache
@@ -194,22 +212,25 @@ def reap(
     if not Path(path).exists():
         return ReapReport(dry_run=dry_run, note=f"no history cache at {path}")
     cutoff = datetime.now(UTC) - (REAP_DEFAULT_OLDER_THAN if older_than is None else older_than)
-    opened, owned = open_cache(cache, client.key_scope, readonly=dry_run)
+    opened, owned = open_cache(cache, client.key_scope, server=client.server, readonly=dry_run)
     if opened is None:  # pragma: no cover - cache_path said it is not False
         return ReapReport(dry_run=dry_run)
     try:
         outcomes = [
-            _reap_session(client, opened, s, cutoff, dry_run, include_live, is_alive)
+            _reap_session(client, opened, s, cutoff, dry_run, include_live)
             for s in opened.pending_ends()
         ]
         outcomes += [
-            _reap_intent(client, opened, i, cutoff, dry_run, include_live, is_alive)
+            _reap_intent(client, opened, i, cutoff, dry_run, include_live)
             for i in opened.create_intents()
         ]
     finally:
         if owned:
             opened.close()
     return ReapReport(dry_run=dry_run, outcomes=tuple(outcomes))
+
+
+_RESOLVED_MEANWHILE = "resolved meanwhile (by its with-block or another reap)"
 
 
 def _reap_session(
@@ -219,22 +240,35 @@ def _reap_session(
     cutoff: datetime,
     dry_run: bool,
     include_live: bool,
-    is_alive: Callable[[int | None, str | None], bool],
 ) -> ReapOutcome:
-    live = is_alive(s.opened_pid, s.opened_host)
-    decided = decide_session(s, cutoff=cutoff, include_live=include_live, live=live)
-    if decided.action != "would_end" or dry_run:
-        return decided
-    return _with_end(decided, end_one(client, cache, s.session_id))
+    with Probe(cache.path, s.owner_lock) as probe:
+        decided = decide_session(s, owner=probe.liveness, cutoff=cutoff, include_live=include_live)
+        if decided.action != "would_end" or dry_run:
+            return decided
+        now = cache.session(s.session_id)  # read again, under the lock
+        if now is None or not now.end_pending:
+            return attrs.evolve(decided, action="skipped", detail=_RESOLVED_MEANWHILE)
+        done = _with_end(decided, end_one(client, cache, s.session_id))
+        probe.close(resolved=done.action in _RESOLVED)
+        return done
 
 
 def _with_end(outcome: ReapOutcome, ended: EndOutcome) -> ReapOutcome:
     """A ``would_end`` outcome completed with what ending the session did."""
     if ended.action == "ended":
         return attrs.evolve(outcome, action="ended", detail=None)
-    if ended.action == "not_found":
+    if ended.action == "not_found" and ended.recorded:
         return attrs.evolve(
             outcome, action="gone", detail="the server no longer has it: marked ended"
+        )
+    if ended.action == "not_found":
+        return attrs.evolve(
+            outcome,
+            action="skipped",
+            detail=(
+                "not found on this server, and its row does not say which server it was "
+                "opened on (recorded by an older version): left as it is"
+            ),
         )
     return attrs.evolve(outcome, action="failed", detail=ended.detail)
 
@@ -246,27 +280,42 @@ def _reap_intent(
     cutoff: datetime,
     dry_run: bool,
     include_live: bool,
-    is_alive: Callable[[int | None, str | None], bool],
 ) -> ReapOutcome:
-    live = is_alive(intent.opened_pid, intent.opened_host)
-    decided = decide_intent(intent, cutoff=cutoff, include_live=include_live, live=live)
-    if decided.action != "would_replay_and_end" or dry_run:
-        return decided
-    try:
-        info = client.sessions.create(intent.title, idempotency_key=intent.idempotency_key)
-    except BadRequestError as exc:
-        # The server refuses this create outright: it never made a session from it.
-        cache.forget_create_intent(intent.idempotency_key)
-        detail = f"the server refused the create: {one_line(exc)}"
-        return attrs.evolve(decided, action="dropped", detail=detail)
-    except PdffillrError as exc:
-        detail = f"replaying the create failed: {one_line(exc)}"
-        return attrs.evolve(decided, action="failed", detail=detail)
-    # Recorded as opened before the end: if the end fails, the next reap finds it as a session.
-    cache.record_opened(info, idempotency_key=intent.idempotency_key)
-    done = _with_end(
-        attrs.evolve(decided, session_id=info.session_id), end_one(client, cache, info.session_id)
-    )
-    if done.action == "ended":
-        return attrs.evolve(done, detail="recovered from a create whose reply was lost")
-    return done
+    with Probe(cache.path, intent.owner_lock) as probe:
+        decided = decide_intent(
+            intent, owner=probe.liveness, cutoff=cutoff, include_live=include_live
+        )
+        if decided.action != "would_replay_and_end" or dry_run:
+            return decided
+        key = intent.idempotency_key
+        if all(i.idempotency_key != key for i in cache.create_intents()):  # again, locked
+            return attrs.evolve(decided, action="skipped", detail=_RESOLVED_MEANWHILE)
+        try:
+            info = client.sessions.create(intent.title, idempotency_key=key)
+        except BadRequestError as exc:
+            # The server refuses this create outright: it never made a session from it.
+            cache.forget_create_intent(key)
+            probe.close(resolved=True)
+            detail = f"the server refused the create: {one_line(exc)}"
+            return attrs.evolve(decided, action="dropped", detail=detail)
+        except PdffillrError as exc:
+            detail = f"replaying the create failed: {one_line(exc)}"
+            return attrs.evolve(decided, action="failed", detail=detail)
+        found = attrs.evolve(decided, session_id=info.session_id)
+        try:
+            # Recorded as opened (with the dead owner's lock name) before the end: if the end
+            # fails, or this reap dies, the next reap finds a session it can end at once.
+            cache.record_opened(info, idempotency_key=key, owner_lock=intent.owner_lock)
+        except CacheError:
+            # Its id is another server's row in this cache, which cannot hold both: end it
+            # upstream all the same, and forget the intent once it is ended.
+            done = _with_end(found, end_one(client, None, info.session_id))
+            if done.action == "ended":
+                cache.forget_create_intent(key)
+                probe.close(resolved=True)
+            return done
+        done = _with_end(found, end_one(client, cache, info.session_id))
+        probe.close(resolved=done.action in _RESOLVED)
+        if done.action == "ended":
+            return attrs.evolve(done, detail="recovered from a create whose reply was lost")
+        return done

@@ -5,7 +5,8 @@ Each command parses its options, calls one library operation and formats its res
 ``sessions``, ``show``, ``search``, ``export``, ``stats``, ``check``) open the cache read-only:
 they never write to the file, never touch the network and need no key. They do not import httpx
 or tenacity either (the client is imported lazily by the online commands ``sync``, ``reap`` and
-``end``), so they start fast.
+``end``), so they start fast. ``serve`` shows the same file in Datasette (the ``[web]`` extra),
+read-only too.
 
 Conventions follow ``llm logs`` and ``sqlite-utils``: every command takes ``--db PATH`` (default
 ``$PDFFILLR_SESSIONS_DB`` or the user data directory), every listing takes ``--json`` (and
@@ -30,6 +31,7 @@ from . import _contract
 from ._durations import parse_duration, parse_since
 from ._exceptions import PdffillrError, one_line
 from ._paths import default_cache_path
+from ._serve import DEFAULT_PORT
 from ._version import __version__
 from .emulator._cli import emulator_command
 
@@ -504,12 +506,13 @@ def sync(
     default="1h",
     callback=_duration_callback,
     show_default=True,
-    help="Only sessions opened (or creates recorded) longer ago than this; 0 = all of them.",
+    help="Records with no owner lock (written by older versions) only if recorded longer ago "
+    "than this; 0 = all of them.",
 )
 @click.option(
     "--include-live",
     is_flag=True,
-    help="Also end sessions whose opening process is still running on this host.",
+    help="Also end sessions whose with-block is still running (it holds its owner lock).",
 )
 @_base_url_option
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
@@ -524,20 +527,21 @@ def reap(
 ) -> None:
     """End the sessions this machine opened and never saw ended (crashed or killed scripts).
 
-    Two kinds of leftovers, in the current key's scope only:
+    Two kinds of leftovers, in the current key's scope and on the current server only:
 
     \b
     - sessions a with-block opened and never ended ("open"), or failed to end ("end pending");
     - creates whose reply was lost: the create is replayed with the same Idempotency-Key (the
       server answers with the session it made, or makes it now), then that session is ended.
 
-    An open session whose opening process is still running on this host (its recorded pid is
-    alive) is skipped as "live", whatever --older-than says, unless --include-live is given:
-    ending a running script's session makes its next send fail. For sessions opened elsewhere
-    (or before the opener was recorded) the cache cannot tell a killed script from a running
-    one, so --older-than (default 1h) leaves recent ones alone. Pass --older-than 0 right after
-    a crash to reap everything now. "End pending" sessions are always reaped: their with-block
-    has already exited.
+    A with-block holds an OS lock while it runs, which the kernel releases when its process
+    dies. reap takes that lock: if it can, the block's process has exited and its records are
+    dealt with at once; if it cannot, the block is still running and is left alone ("live"),
+    whatever --older-than says, unless --include-live is given (ending a running script's
+    session makes its next send fail). Only records with no lock (written by older versions)
+    fall back to --older-than (default 1h). "End pending" sessions are always reaped: their
+    with-block has already exited. A 404 marks a session ended only if the cache recorded it
+    for this server.
 
     Exits 1 if any session could not be ended. Needs $PDFFILLR_API_KEY.
     """
@@ -590,3 +594,36 @@ def end(session_ids: tuple[str, ...], base_url: str | None, as_json: bool, db: P
 # The very command of `python -m pdffillr_sessions.emulator`, so the two cannot drift apart. Its
 # module imports only click and the fault parser: the server loads when the command runs.
 main.add_command(emulator_command, name="emulator")
+
+
+# -- the web view ------------------------------------------------------------------------------
+
+
+@main.command()
+@click.option(
+    "-p",
+    "--port",
+    type=click.IntRange(0, 65535),
+    default=DEFAULT_PORT,
+    show_default=True,
+    help="The port on 127.0.0.1; 0 takes any free one.",
+)
+@click.option("-o", "--open", "open_browser", is_flag=True, help="Open the page in a browser.")
+@_db_option
+def serve(port: int, open_browser: bool, db: Path | None) -> None:
+    """Browse the history in Datasette: sessions, transcripts and search, read-only.
+
+    Prints the address of the sessions page, then serves until Ctrl-C. Only 127.0.0.1 listens
+    (the history is private and Datasette asks for no password), and the file is never written:
+    run a Session or `sync` meanwhile and reload the page to see it. Needs the optional extra:
+    `pip install 'pdffillr-sessions[web]'`.
+    """
+    from ._serve import serve as serve_cache
+
+    def ready(url: str) -> None:
+        click.echo(url)
+        click.echo(f"Serving {_resolve_db(db)} read-only: Ctrl-C stops.", err=True)
+        if open_browser:
+            click.launch(url)
+
+    serve_cache(_resolve_db(db), port=port, ready=ready)

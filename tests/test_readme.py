@@ -39,3 +39,10 @@ def test_every_test_named_in_guarantees_exists() -> None:
     for filename, test in named:
         source = (ROOT / "tests" / filename).read_text(encoding="utf-8")
         assert re.search(rf"^(async )?def {test}\(", source, re.M), f"{filename}::{test}"
+
+
+def test_ci_enforces_the_style_before_the_tests() -> None:
+    lines = [line.strip() for line in CI.splitlines() if line.strip() and not line.startswith("#")]
+    checks = [".venv/bin/ruff check .", ".venv/bin/ruff format --check .", ".venv/bin/mypy"]
+    tests = lines.index(".venv/bin/python -m pytest")
+    assert all(lines.index(check) < tests for check in checks)

@@ -96,7 +96,7 @@ def test_the_key_is_not_in_the_cache_files(server: Emulator, tmp_path: Path) -> 
         env={"PDFFILLR_API_KEY": FAKE_KEY, "PDFFILLR_BASE_URL": server.url},
     )
     assert result.exit_code == 0, result.output
-    files = list(db.parent.iterdir())
+    files = [f for f in db.parent.rglob("*") if f.is_file()]  # owner lock files included
     assert db in files
     for f in files:
         data = f.read_bytes()
@@ -429,8 +429,9 @@ def test_a_key_echoed_by_the_server_reaches_no_log_cli_output_or_cache(
     assert CANARY not in result.output
     for record in caplog.records:
         assert CANARY not in record.getMessage()
-    for f in db.parent.iterdir():
-        assert CANARY.encode() not in f.read_bytes(), f
+    for f in db.parent.rglob("*"):
+        if f.is_file():
+            assert CANARY.encode() not in f.read_bytes(), f
     with HistoryCache(db) as cache:
         [row] = cache.sessions()
         assert row.local_state == "end_pending" and "<redacted>" in (row.local_error or "")

@@ -70,7 +70,9 @@ def session_from_row(row: Sequence[Any]) -> CachedSession:
         raw=LazyJSON(row[12]),
         opened_pid=row[13],
         opened_host=row[14],
-        provisional_order=row[15] is not None and row[15] + 1 != row[7],
+        server=row[15],
+        owner_lock=row[16],
+        provisional_order=row[17] is not None and row[17] + 1 != row[7],
     )
 
 

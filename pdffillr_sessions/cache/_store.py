@@ -5,6 +5,11 @@ how a history lands in its table ``_mirror``, full-text search ``_search``):
 
 * Rows are scoped by ``key_scope(api_key)``; the key itself is never stored. A scoped cache
   reads and writes only its scope; an unscoped cache reads the whole file and cannot write.
+* Sessions and create intents also record their ``server`` (``_scope.server_id``). A cache
+  opened for a server reads that server's rows and the rows that do not say (written before
+  servers were recorded), and never updates a row of another server; ``mark_gone`` (a 404)
+  applies only to rows recorded for this very server. A cache opened without a server (tests,
+  tools) sees and writes every server's rows, recording NULL for new ones.
 * WAL, ``busy_timeout`` 30 s, ``synchronous=NORMAL``. Every write transaction starts with
   ``BEGIN IMMEDIATE`` (a deferred transaction that later upgrades gets SQLITE_BUSY at once).
   Each public write is one transaction.
@@ -36,7 +41,7 @@ from typing import Any
 
 from .. import _contract
 from .._contract import LOCAL_END_PENDING, LOCAL_ENDED, LOCAL_OPEN
-from .._exceptions import ConfigurationError
+from .._exceptions import CacheError, ConfigurationError
 from .._models import HistoryEntry, SessionInfo
 from .._scope import key_scope
 from .._secret import Secret
@@ -67,6 +72,7 @@ class HistoryCache:
         *,
         api_key: str | Secret | None = None,
         scope: str | None = None,
+        server: str | None = None,
         readonly: bool = False,
     ) -> None:
         secret = None if api_key is None else Secret.of(api_key)  # no frame holds the key
@@ -79,12 +85,14 @@ class HistoryCache:
             scope = key_scope(secret)
         if scope is not None and (not isinstance(scope, str) or not scope):
             raise ConfigurationError("scope must be a non-empty string")
+        _check_server(server)
         if path is None:
             from .._paths import default_cache_path
 
             path = default_cache_path()
         self._path = Path(path).expanduser()
         self._scope = scope
+        self._server = server
         self._readonly = readonly
         self._owner = True
         self._lock = threading.RLock()
@@ -115,8 +123,8 @@ class HistoryCache:
             if conn.in_transaction:
                 yield conn
                 return
-            conn.execute("BEGIN")
             try:
+                conn.execute("BEGIN")
                 yield conn
             finally:
                 if conn.in_transaction:
@@ -134,6 +142,12 @@ class HistoryCache:
 
     def _scope_filter(self, alias: str = "") -> tuple[str, tuple[Any, ...]]:
         return _sql.scope_filter(self._scope, alias)
+
+    def _record_filter(self, alias: str = "") -> tuple[str, tuple[Any, ...]]:
+        """Sessions and create intents: this scope, and this server's rows (or unknown ones)."""
+        scope_sql, scope_args = _sql.scope_filter(self._scope, alias)
+        server_sql, server_args = _sql.server_filter(self._server, alias)
+        return f"{scope_sql} AND {server_sql}", (*scope_args, *server_args)
 
     def _scopes_with_history(self, conn: sqlite3.Connection) -> list[str]:
         """Every scope in the history table, by index skip-scan (cheap even on 1M rows)."""
@@ -159,6 +173,10 @@ class HistoryCache:
         return self._scope
 
     @property
+    def server(self) -> str | None:
+        return self._server
+
+    @property
     def readonly(self) -> bool:
         return self._readonly
 
@@ -171,16 +189,19 @@ class HistoryCache:
     def migrations_applied(self) -> tuple[str, ...]:
         return self._applied
 
-    def for_scope(self, scope: str) -> HistoryCache:
-        """A view of the same file and connection restricted to ``scope``.
+    def for_scope(self, scope: str, *, server: str | None = None) -> HistoryCache:
+        """A view of the same file and connection restricted to ``scope`` (and ``server``, when
+        given: see the module docstring).
 
         Closing a view does nothing: close the cache it came from.
         """
         if not isinstance(scope, str) or not scope:
             raise ConfigurationError("scope must be a non-empty string")
+        _check_server(server)
         view = object.__new__(HistoryCache)
         view._path = self._path
         view._scope = scope
+        view._server = server if server is not None else self._server
         view._readonly = self._readonly
         view._owner = False
         view._lock = self._lock
@@ -203,32 +224,34 @@ class HistoryCache:
         # getattr: error trackers call repr on a half-built instance (``self`` in __init__)
         mode = "readonly" if getattr(self, "_readonly", False) else "rw"
         path = str(getattr(self, "_path", "?"))
-        return f"<HistoryCache {path!r} scope={getattr(self, '_scope', None)!r} {mode}>"
+        server = getattr(self, "_server", None)
+        shown = f" server={server!r}" if server is not None else ""
+        return f"<HistoryCache {path!r} scope={getattr(self, '_scope', None)!r}{shown} {mode}>"
 
     # -- writes: create intents --------------------------------------------------------------
 
     @typed_errors(server_data=False)
-    def record_create_intent(self, idempotency_key: str, title: str | None) -> None:
-        """Record, before sending it, a create request with its idempotency key."""
+    def record_create_intent(
+        self, idempotency_key: str, title: str | None, *, owner_lock: str | None = None
+    ) -> None:
+        """Record, before sending it, a create request with its idempotency key, for this
+        cache's server, and the lock its with-block holds (``_owner``) while it runs."""
         scope = self._writable_scope()
         with self._write_txn() as conn:
             conn.execute(
                 "INSERT INTO create_intents (scope, idempotency_key, title, recorded_at, "
-                "opened_pid, opened_host) VALUES (?, ?, ?, ?, ?, ?) "
+                "opened_pid, opened_host, server, owner_lock) VALUES (?, ?, ?, ?, ?, ?, ?, ?) "
                 "ON CONFLICT (scope, idempotency_key) DO NOTHING",
-                (scope, idempotency_key, title, now(), os.getpid(), socket.gethostname()),
-            )
-
-    @typed_errors(server_data=False)
-    def abandon_create_intent(self, idempotency_key: str) -> None:
-        """The create failed for good and its block exited: no running process owns the intent
-        any more (``reap`` then treats it by age alone, like any other leftover)."""
-        scope = self._writable_scope()
-        with self._write_txn() as conn:
-            conn.execute(
-                "UPDATE create_intents SET opened_pid = NULL, opened_host = NULL "
-                "WHERE scope = ? AND idempotency_key = ?",
-                (scope, idempotency_key),
+                (
+                    scope,
+                    idempotency_key,
+                    title,
+                    now(),
+                    os.getpid(),
+                    socket.gethostname(),
+                    self._server,
+                    owner_lock,
+                ),
             )
 
     @typed_errors(server_data=False)
@@ -244,11 +267,11 @@ class HistoryCache:
     @typed_errors(server_data=False)
     def create_intents(self) -> list[CreateIntent]:
         """Recorded create intents, oldest first."""
-        where, args = self._scope_filter()
+        where, args = self._record_filter()
         with self._lock:
             rows = self._conn.execute(
-                "SELECT scope, idempotency_key, title, recorded_at, opened_pid, opened_host "
-                "FROM create_intents "
+                "SELECT scope, idempotency_key, title, recorded_at, opened_pid, opened_host, "
+                "server, owner_lock FROM create_intents "
                 f"WHERE {where} ORDER BY recorded_at, idempotency_key",
                 args,
             ).fetchall()
@@ -260,6 +283,8 @@ class HistoryCache:
                 recorded_at=_fromiso(r[3]),
                 opened_pid=r[4],
                 opened_host=r[5],
+                server=r[6],
+                owner_lock=r[7],
             )
             for r in rows
         ]
@@ -267,13 +292,25 @@ class HistoryCache:
     # -- writes: sessions --------------------------------------------------------------------
 
     @typed_errors(server_data=True)
-    def record_opened(self, info: SessionInfo, *, idempotency_key: str | None = None) -> None:
-        """A session was just created here: upsert it as 'open' and drop its create intent."""
+    def record_opened(
+        self,
+        info: SessionInfo,
+        *,
+        idempotency_key: str | None = None,
+        owner_lock: str | None = None,
+    ) -> None:
+        """A session was just created here: upsert it as 'open' and drop its create intent.
+
+        ``owner_lock`` is the lock its with-block holds (``reap`` passes the dead intent's, so
+        that a reap killed before the end still leaves a record the next reap ends at once).
+        ``CacheError`` if the id is already cached for another server (nothing is written: a
+        with-block then ends the session rather than run with one the cache does not hold).
+        """
         scope = self._writable_scope()
         stamp = now()
         state = LOCAL_ENDED if info.status == _contract.STATUS_ENDED else LOCAL_OPEN
         with self._write_txn() as conn:
-            conn.execute(
+            cur = conn.execute(
                 _sql.RECORD_OPENED,
                 (
                     scope,
@@ -290,8 +327,15 @@ class HistoryCache:
                     json_text(info.raw),
                     os.getpid(),
                     socket.gethostname(),
+                    self._server,
+                    owner_lock,
                 ),
             )
+            if cur.rowcount == 0:  # rolled back: the intent stays, for reap
+                raise CacheError(
+                    f"session id {info.session_id!r} is already cached for another server "
+                    f"than {self._server}: this cache cannot hold both (use another cache file)"
+                )
             if idempotency_key is not None:
                 conn.execute(
                     "DELETE FROM create_intents WHERE scope = ? AND idempotency_key = ?",
@@ -315,6 +359,7 @@ class HistoryCache:
                 stamp,
                 None,  # synced_at: the history is not mirrored yet
                 json_text(i.raw),
+                self._server,
             )
             for i in infos
         ]
@@ -329,21 +374,22 @@ class HistoryCache:
         """The end request failed: remember it so that ``pending_ends`` retries it.
 
         A session unknown to the cache gets a placeholder row (status 'active').
-        An already ended session stays ended.
+        An already ended session stays ended; a row of another server is not touched.
         """
         scope = self._writable_scope()
         stamp = now()
+        server_sql, server_args = _sql.server_filter(self._server)
         with self._write_txn() as conn:
             cur = conn.execute(
                 "UPDATE sessions SET local_state = ?, local_error = ?, updated_at = ? "
-                "WHERE scope = ? AND session_id = ? AND local_state IS NOT ?",
-                (LOCAL_END_PENDING, error, stamp, scope, session_id, LOCAL_ENDED),
+                f"WHERE scope = ? AND session_id = ? AND local_state IS NOT ? AND {server_sql}",
+                (LOCAL_END_PENDING, error, stamp, scope, session_id, LOCAL_ENDED, *server_args),
             )
             if cur.rowcount == 0:
                 conn.execute(
                     "INSERT INTO sessions (scope, session_id, title, status, message_count, "
-                    "created_at, local_state, local_error, opened_at, updated_at, raw) "
-                    "VALUES (?, ?, NULL, ?, 0, ?, ?, ?, ?, ?, ?) "
+                    "created_at, local_state, local_error, opened_at, updated_at, raw, server) "
+                    "VALUES (?, ?, NULL, ?, 0, ?, ?, ?, ?, ?, ?, ?) "
                     "ON CONFLICT (scope, session_id) DO NOTHING",
                     (
                         scope,
@@ -355,14 +401,18 @@ class HistoryCache:
                         stamp,
                         stamp,
                         ENCODER.encode({"session_id": session_id}),
+                        self._server,
                     ),
                 )
 
     @typed_errors(server_data=True)
     def mark_ended(self, session_id: str, info: SessionInfo | None = None) -> bool:
-        """The end was confirmed. Returns False if the session is not in the cache."""
+        """The end was confirmed (by this cache's server: a row that did not say which server
+        it belongs to is now recorded as that server's). Returns False if the session is not
+        in the cache for this server."""
         scope = self._writable_scope()
         stamp = now()
+        server_sql, server_args = _sql.server_filter(self._server)
         with self._write_txn() as conn:
             if info is not None:
                 conn.execute(
@@ -378,17 +428,69 @@ class HistoryCache:
                         stamp,
                         None,  # synced_at: the ended session's history is fetched once more
                         json_text(info.raw),
+                        self._server,
                     ),
                 )
             cur = conn.execute(
                 "UPDATE sessions SET local_state = ?, local_error = NULL, status = ?, "
-                "ended_at = COALESCE(ended_at, ?), updated_at = ? "
-                "WHERE scope = ? AND session_id = ?",
-                (LOCAL_ENDED, _contract.STATUS_ENDED, stamp, stamp, scope, session_id),
+                "ended_at = COALESCE(ended_at, ?), updated_at = ?, "
+                "server = COALESCE(server, ?) "
+                f"WHERE scope = ? AND session_id = ? AND {server_sql}",
+                (
+                    LOCAL_ENDED,
+                    _contract.STATUS_ENDED,
+                    stamp,
+                    stamp,
+                    self._server,
+                    scope,
+                    session_id,
+                    *server_args,
+                ),
             )
             if cur.rowcount > 0:
                 _mirror.raise_message_count(conn, scope, session_id)
             return cur.rowcount > 0
+
+    @typed_errors(server_data=False)
+    def mark_gone(self, session_id: str) -> bool:
+        """This cache's server answered 404 for the session: it has nothing left to end, so the
+        row is recorded ended. Only a row recorded for this very server: a 404 from a server
+        that may be the wrong one (a row that does not say which server it is on) proves
+        nothing, and such a row is left as it is. Returns whether a row was marked."""
+        scope = self._writable_scope()
+        if self._server is None:
+            raise ConfigurationError("a 404 can only be recorded by a cache opened for a server")
+        stamp = now()
+        with self._write_txn() as conn:
+            cur = conn.execute(
+                "UPDATE sessions SET local_state = ?, local_error = NULL, status = ?, "
+                "ended_at = COALESCE(ended_at, ?), updated_at = ? "
+                "WHERE scope = ? AND session_id = ? AND server = ?",
+                (
+                    LOCAL_ENDED,
+                    _contract.STATUS_ENDED,
+                    stamp,
+                    stamp,
+                    scope,
+                    session_id,
+                    self._server,
+                ),
+            )
+            return cur.rowcount > 0
+
+    @typed_errors(server_data=False)
+    def other_servers_session_ids(self) -> set[str]:
+        """Ids this scope holds for servers other than this cache's (none without a server):
+        the same id on this server is another session, which ``sync`` leaves out."""
+        if self._server is None or self._scope is None:
+            return set()
+        with self._lock:
+            rows = self._conn.execute(
+                "SELECT session_id FROM sessions WHERE scope = ? AND server IS NOT NULL "
+                "AND server != ?",
+                (self._scope, self._server),
+            ).fetchall()
+        return {r[0] for r in rows}
 
     # -- writes: history ---------------------------------------------------------------------
 
@@ -480,7 +582,7 @@ class HistoryCache:
         since: datetime | None = None,
     ) -> list[CachedSession]:
         """Cached sessions, newest first (by created_at)."""
-        where, args = self._scope_filter("s.")
+        where, args = self._record_filter("s.")
         clauses, params = [where], list(args)
         if status is not None:
             clauses.append("s.status = ?")
@@ -503,7 +605,7 @@ class HistoryCache:
 
     @typed_errors(server_data=False)
     def session(self, session_id: str) -> CachedSession | None:
-        where, args = self._scope_filter("s.")
+        where, args = self._record_filter("s.")
         with self._read_txn() as conn:
             row = conn.execute(
                 _sql.SESSION_SELECT
@@ -545,7 +647,7 @@ class HistoryCache:
     @typed_errors(server_data=False)
     def pending_ends(self) -> list[CachedSession]:
         """Sessions opened here whose end is not confirmed (local_state open or end_pending)."""
-        where, args = self._scope_filter("s.")
+        where, args = self._record_filter("s.")
         with self._read_txn() as conn:
             rows = conn.execute(
                 _sql.SESSION_SELECT + f" WHERE {where} AND s.local_state IN {_sql.PENDING}"
@@ -617,3 +719,8 @@ class HistoryCache:
         (``_integrity``)."""
         with self._lock:
             return integrity_problems(self._conn, self._path, readonly=self._readonly)
+
+
+def _check_server(server: str | None) -> None:
+    if server is not None and (not isinstance(server, str) or not server):
+        raise ConfigurationError("server must be a non-empty string")
