@@ -10,6 +10,7 @@ import socket
 import time
 import tracemalloc
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -299,3 +300,34 @@ class IterStream(httpx.SyncByteStream):
 
     def __iter__(self) -> Any:
         return iter(self._chunks)
+
+
+def test_a_trickled_final_history_cannot_hold_a_blocks_exit_and_the_end_is_sent(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 10's exit deadline against a server that trickles (not one that hangs): every
+    byte would restart a read timeout, so only the wall-clock deadline ends the final fetch."""
+    from pdffillr_sessions import Session
+    from pdffillr_sessions import _session as session_module
+
+    monkeypatch.setattr(session_module, "FINAL_MIRROR_DEADLINE", TOTAL)
+    server = RawServer(lambda conn: None)
+
+    def reply(conn: socket.socket) -> None:
+        line = server.requests[-1].split(b"\r\n", 1)[0]
+        if line.startswith(b"GET ") and line.split()[1].endswith(b"/messages"):
+            head = response_head(200, {"Content-Length": "2"})  # headers a byte at a time
+            trickle(conn, head + b"[]", TRICKLE_EVERY, server.stopping)
+            return
+        answer = json.dumps(
+            dict(SESSION, status="ended") if line.endswith(b"/end HTTP/1.1") else SESSION
+        )
+        send_body(answer.encode())(conn)
+
+    server._reply = reply
+    with server, client_for(server) as client:
+        with Session(client, cache=tmp_path / "c.db"):
+            leaving = time.monotonic()
+        took = time.monotonic() - leaving
+    assert took < TOTAL + MARGIN, took
+    assert any(b"/sess_1/end " in head.split(b"\r\n", 1)[0] for head in server.requests)
