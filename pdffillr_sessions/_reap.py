@@ -7,8 +7,16 @@ Two kinds of leftovers, in the client key's scope only:
   Idempotency-Key (the server answers with the session it made, or makes it now), then that
   session is ended.
 
+Whether a record's with-block still runs is asked of its owner lock first
+(``HistoryCache.probe_owner``; on PostgreSQL a session-level advisory lock, exact across
+machines): free means its owner is gone, and the record is dealt with at once, whatever its age,
+with the lock held meanwhile so that no other reaper works on it (two reapers never both replay
+an intent, nor both end a session); held means a block runs (or another reaper is at work), and
+the record is left alone. A record with no lock to ask falls back to its opener's pid on this
+host and its age (``older_than``).
+
 What to do with each record is decided by pure functions (``decide_session``,
-``decide_intent``) from the record, the cutoff and whether its opener still runs; the loop in
+``decide_intent``) from the record, the cutoff and what the lock or pid said; the loop in
 ``reap`` only does the I/O they ask for.
 """
 
@@ -16,7 +24,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
 import attrs
@@ -29,6 +36,7 @@ from ._liveness import opener_alive
 if TYPE_CHECKING:
     from ._client import PdffillrClient
     from .cache import CacheArg, CachedSession, CreateIntent, HistoryCache
+    from .cache._backend import Liveness
 
 __all__ = [
     "REAP_DEFAULT_OLDER_THAN",
@@ -63,8 +71,11 @@ class ReapOutcome:
     session_id: str | None
     title: str | None
     detail: str | None = None
-    #: Its opening process still runs on this host.
+    #: Its with-block still runs (its owner lock is held, or its process runs on this host).
     live: bool = False
+    #: What its owner lock said: ``alive``, ``dead`` (its block has exited: acted on at once),
+    #: or ``unknown`` (no lock to ask: the pid and ``older_than`` decide).
+    owner: Liveness = "unknown"
     opened_pid: int | None = None
     #: Sessions only.
     local_state: LocalState | None = None
@@ -100,22 +111,42 @@ class ReapReport:
 
 
 def _skip_reason(
-    *, live: bool, include_live: bool, pid: int | None, moment: datetime | None, cutoff: datetime
+    *,
+    live: bool,
+    owner: Liveness,
+    include_live: bool,
+    pid: int | None,
+    moment: datetime | None,
+    cutoff: datetime,
 ) -> str | None:
     """Why a record must be left alone now, or None to act on it."""
+    if owner == "alive" and not include_live:
+        return (
+            "live: a running with-block holds its owner lock (or another reap is ending it); "
+            "include_live=True ends it anyway"
+        )
     if live and not include_live:
         return f"live: its process {pid} still runs on this host (include_live=True ends it)"
+    if owner == "dead":
+        return None  # its owner lock is free: the block's process has exited
     if moment is not None and moment > cutoff:
         return "too recent (see older_than)"
     return None
 
 
 def decide_session(
-    s: CachedSession, *, cutoff: datetime, include_live: bool, live: bool
+    s: CachedSession,
+    *,
+    cutoff: datetime,
+    include_live: bool,
+    live: bool,
+    owner: Liveness = "unknown",
 ) -> ReapOutcome:
     """``would_end`` (which ``reap`` carries out unless ``dry_run``) or ``skipped``.
 
-    An end-pending session is always ended: its with-block has already exited.
+    An end-pending session is always ended: its with-block has already exited. Otherwise a
+    free owner lock (``owner="dead"``) means now, a held one never (unless ``include_live``),
+    and no lock means by the pid (``live``) and age (``cutoff``).
     """
     base = ReapOutcome(
         kind="session",
@@ -125,12 +156,14 @@ def decide_session(
         local_state=s.local_state,
         opened_at=s.opened_at,
         opened_pid=s.opened_pid,
-        live=live,
+        live=live or owner == "alive",
+        owner=owner,
     )
     if s.local_state == LOCAL_END_PENDING:
         return base
     reason = _skip_reason(
         live=live,
+        owner=owner,
         include_live=include_live,
         pid=s.opened_pid,
         moment=s.opened_at or s.created_at,
@@ -140,7 +173,12 @@ def decide_session(
 
 
 def decide_intent(
-    intent: CreateIntent, *, cutoff: datetime, include_live: bool, live: bool
+    intent: CreateIntent,
+    *,
+    cutoff: datetime,
+    include_live: bool,
+    live: bool,
+    owner: Liveness = "unknown",
 ) -> ReapOutcome:
     """``would_replay_and_end`` or ``skipped``, for a create intent.
 
@@ -155,10 +193,12 @@ def decide_intent(
         idempotency_key=intent.idempotency_key,
         recorded_at=intent.recorded_at,
         opened_pid=intent.opened_pid,
-        live=live,
+        live=live or owner == "alive",
+        owner=owner,
     )
     reason = _skip_reason(
         live=live,
+        owner=owner,
         include_live=include_live,
         pid=intent.opened_pid,
         moment=intent.recorded_at,
@@ -179,20 +219,24 @@ def reap(
     include_live: bool = False,
     is_alive: Callable[[int | None, str | None], bool] = opener_alive,
 ) -> ReapReport:
-    """End what this machine opened and never saw ended; return one outcome per record.
+    """End what this machine (or, on a shared PostgreSQL cache, any machine) opened and never
+    saw ended; return one outcome per record.
 
+    A record whose owner lock is free is dealt with at once; one whose lock is held (its block
+    runs, anywhere) is left alone unless ``include_live``. For records with no lock to ask,
     ``older_than`` (default ``REAP_DEFAULT_OLDER_THAN``, 1 h; ``timedelta(0)`` for all) leaves
-    younger records alone. A record whose opening process still runs on this host is skipped as
+    younger records alone, and one whose opening process still runs on this host is skipped as
     live unless ``include_live``. ``dry_run`` sends nothing and writes nothing. ``cache`` is
     what ``Session`` takes; a missing cache file means nothing to reap (it is not created).
     """
     from .cache import cache_path, open_cache
+    from .cache._location import display, exists
 
     path = cache_path(cache)
     if path is None:
         return ReapReport(dry_run=dry_run, note="mirroring is off (cache=False)")
-    if not Path(path).exists():
-        return ReapReport(dry_run=dry_run, note=f"no history cache at {path}")
+    if not exists(path):
+        return ReapReport(dry_run=dry_run, note=f"no history cache at {display(path)}")
     cutoff = datetime.now(UTC) - (REAP_DEFAULT_OLDER_THAN if older_than is None else older_than)
     opened, owned = open_cache(cache, client.key_scope, readonly=dry_run)
     if opened is None:  # pragma: no cover - cache_path said it is not False
@@ -221,11 +265,22 @@ def _reap_session(
     include_live: bool,
     is_alive: Callable[[int | None, str | None], bool],
 ) -> ReapOutcome:
-    live = is_alive(s.opened_pid, s.opened_host)
-    decided = decide_session(s, cutoff=cutoff, include_live=include_live, live=live)
-    if decided.action != "would_end" or dry_run:
-        return decided
-    return _with_end(decided, end_one(client, cache, s.session_id))
+    with cache.probe_owner(s.owner_lock) as probe:
+        owner = probe.liveness
+        live = owner == "unknown" and is_alive(s.opened_pid, s.opened_host)
+        decided = decide_session(
+            s, cutoff=cutoff, include_live=include_live, live=live, owner=owner
+        )
+        if decided.action != "would_end" or dry_run:
+            return decided
+        if owner == "dead":  # read again under the lock: another reaper may have just ended it
+            now = cache.session(s.session_id)
+            if now is None or not now.end_pending:
+                return attrs.evolve(decided, action="skipped", detail=_RESOLVED_MEANWHILE)
+        return _with_end(decided, end_one(client, cache, s.session_id))
+
+
+_RESOLVED_MEANWHILE = "resolved meanwhile (by its with-block or another reap)"
 
 
 def _with_end(outcome: ReapOutcome, ended: EndOutcome) -> ReapOutcome:
@@ -248,25 +303,35 @@ def _reap_intent(
     include_live: bool,
     is_alive: Callable[[int | None, str | None], bool],
 ) -> ReapOutcome:
-    live = is_alive(intent.opened_pid, intent.opened_host)
-    decided = decide_intent(intent, cutoff=cutoff, include_live=include_live, live=live)
-    if decided.action != "would_replay_and_end" or dry_run:
-        return decided
-    try:
-        info = client.sessions.create(intent.title, idempotency_key=intent.idempotency_key)
-    except BadRequestError as exc:
-        # The server refuses this create outright: it never made a session from it.
-        cache.forget_create_intent(intent.idempotency_key)
-        detail = f"the server refused the create: {one_line(exc)}"
-        return attrs.evolve(decided, action="dropped", detail=detail)
-    except PdffillrError as exc:
-        detail = f"replaying the create failed: {one_line(exc)}"
-        return attrs.evolve(decided, action="failed", detail=detail)
-    # Recorded as opened before the end: if the end fails, the next reap finds it as a session.
-    cache.record_opened(info, idempotency_key=intent.idempotency_key)
-    done = _with_end(
-        attrs.evolve(decided, session_id=info.session_id), end_one(client, cache, info.session_id)
-    )
-    if done.action == "ended":
-        return attrs.evolve(done, detail="recovered from a create whose reply was lost")
-    return done
+    with cache.probe_owner(intent.owner_lock) as probe:
+        owner = probe.liveness
+        live = owner == "unknown" and is_alive(intent.opened_pid, intent.opened_host)
+        decided = decide_intent(
+            intent, cutoff=cutoff, include_live=include_live, live=live, owner=owner
+        )
+        if decided.action != "would_replay_and_end" or dry_run:
+            return decided
+        key = intent.idempotency_key
+        if owner == "dead" and all(i.idempotency_key != key for i in cache.create_intents()):
+            # Read again under the lock: another reaper replayed it between our list and now.
+            return attrs.evolve(decided, action="skipped", detail=_RESOLVED_MEANWHILE)
+        try:
+            info = client.sessions.create(intent.title, idempotency_key=key)
+        except BadRequestError as exc:
+            # The server refuses this create outright: it never made a session from it.
+            cache.forget_create_intent(key)
+            detail = f"the server refused the create: {one_line(exc)}"
+            return attrs.evolve(decided, action="dropped", detail=detail)
+        except PdffillrError as exc:
+            detail = f"replaying the create failed: {one_line(exc)}"
+            return attrs.evolve(decided, action="failed", detail=detail)
+        # Recorded as opened (with the dead owner's lock) before the end: if the end fails, or
+        # this reap dies, the next reap finds a session it can end at once.
+        cache.record_opened(info, idempotency_key=key, owner_lock=intent.owner_lock)
+        done = _with_end(
+            attrs.evolve(decided, session_id=info.session_id),
+            end_one(client, cache, info.session_id),
+        )
+        if done.action == "ended":
+            return attrs.evolve(done, detail="recovered from a create whose reply was lost")
+        return done

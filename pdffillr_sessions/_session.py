@@ -7,6 +7,12 @@ someone ends it. ``Session`` creates one on entry and ends it on every exit (suc
 The cache is told about a create *before* it is sent (the intent and its Idempotency-Key), and
 about the session before the block runs, so that a process killed at any point leaves enough on
 disk for ``pdffillr-sessions reap`` to end what it opened.
+
+Where the cache offers owner locks (PostgreSQL: ``cache._pg_locks``), the block holds one from
+before its create intent is written until its end is recorded: ``reap`` on any machine ends a
+dead block's session at once and never a running one's. The block asks its lock before each send
+and attach, and stops (``OwnerLockLostError``, then its exit ends the session) once the lock is
+lost: after that, a reaper elsewhere may end the session at any moment.
 """
 
 from __future__ import annotations
@@ -36,6 +42,7 @@ from ._validation import validate_session_id, validate_title
 
 if TYPE_CHECKING:
     from .cache import CacheArg, HistoryCache
+    from .cache._backend import OwnerLock
 
 __all__ = ["Session"]
 
@@ -75,6 +82,7 @@ class Session:
         self._state = _NEW
         self._ends_on_exit = True
         self._ended_upstream = False  # a send was refused with 409: ended by someone else
+        self._owner: OwnerLock | None = None  # held from the create intent to the recorded end
         # One call at a time: a Session shared by threads sends in turn, so the cache holds the
         # entries in the order the server appended them.
         self._lock = threading.RLock()
@@ -155,12 +163,16 @@ class Session:
         key = new_idempotency_key()
         cache = self._cache
         if cache is not None:
-            # Written before the request: a crash between the server's reply and the next write
-            # leaves the intent, and its key lets `reap` replay the create and end the session.
+            # Locked before the intent is written, held until the end is recorded: reap learns
+            # from the lock whether this block still runs. Written before the request: a crash
+            # between the server's reply and the next write leaves the intent, and its key lets
+            # `reap` replay the create and end the session.
             try:
-                cache.record_create_intent(key, self._title)
+                self._owner = cache.acquire_owner()
+                cache.record_create_intent(key, self._title, owner_lock=self._owner_name)
             except BaseException:
                 self._state = _CLOSED
+                self._release_owner()
                 self._close_cache()
                 raise
         try:
@@ -173,16 +185,18 @@ class Session:
                 self._cache_write(
                     "release the create intent", lambda c: c.abandon_create_intent(key)
                 )
+            self._release_owner()
             self._close_cache()
             raise
         self._info = info
         if cache is not None:
             try:
-                cache.record_opened(info, idempotency_key=key)
+                cache.record_opened(info, idempotency_key=key, owner_lock=self._owner_name)
             except BaseException:
                 # The block must not run with a session the cache does not know about; end it.
                 self._state = _CLOSED
                 self._end_quietly()
+                self._release_owner()
                 self._close_cache()
                 raise
 
@@ -197,6 +211,7 @@ class Session:
                 self._finish(exc)
         finally:
             self._state = _CLOSED if self._ends_on_exit else self._state
+            self._release_owner()  # after the end is recorded (or kept end-pending)
             self._close_cache()
         return False
 
@@ -272,6 +287,8 @@ class Session:
     ) -> builtins.list[HistoryEntry]:
         with self._lock:
             self._require_open(verb)
+            if self._owner is not None:
+                self._owner.check()  # lost: a reaper may end it any moment; send nothing more
             try:
                 entries = call(self.session_id)
             except SessionEndedError:
@@ -337,6 +354,19 @@ class Session:
             write(self._cache)
         except Exception as exc:
             logger.warning("history cache: could not %s: %s", what, exc)
+
+    @property
+    def _owner_name(self) -> str | None:
+        return None if self._owner is None else self._owner.name
+
+    def _release_owner(self) -> None:
+        """Let go of the owner lock: the block is done with the session (or never got one)."""
+        owner, self._owner = self._owner, None
+        if owner is not None:
+            try:
+                owner.release(resolved=False)
+            except Exception as exc:  # the lock dies with its connection anyway
+                logger.warning("could not release the owner lock %s: %s", owner.name, exc)
 
     def _end_quietly(self) -> None:
         try:

@@ -119,9 +119,13 @@ def _read_older_schema(conn: sqlite3.Connection, path: Path, applied: list[str])
             f"{path} has an older (or no) cache schema and is opened read-only: "
             "run a write command (e.g. a sync) once to upgrade it"
         )
+    added: dict[str, list[str]] = {}
     for name in missing:  # an older file, read as the current shape, left as is
-        for statement in READ_COMPAT[name]:
-            conn.execute(statement)
+        for table, new_columns in READ_COMPAT[name].items():
+            added.setdefault(table, []).extend(new_columns)
+    for table, columns in added.items():
+        nulls = ", ".join(f"NULL AS {column}" for column in columns)
+        conn.execute(f"CREATE TEMP VIEW {table} AS SELECT *, {nulls} FROM main.{table}")
 
 
 def _enable_wal(conn: sqlite3.Connection) -> None:

@@ -105,17 +105,21 @@ def m002_opened_by(db: Any) -> None:
         db.execute(f"ALTER TABLE {table} ADD COLUMN opened_host TEXT")
 
 
-#: How a READ-ONLY reader sees a file that lacks a migration: TEMP views (which shadow the main
-#: tables for unqualified names, and need no write to the file) that present the newer shape.
-#: A migration without an entry here makes older files unreadable until a write command
-#: migrates them.
-READ_COMPAT: dict[str, tuple[str, ...]] = {
-    "m002_opened_by": tuple(
-        f"CREATE TEMP VIEW {table} AS SELECT *, NULL AS opened_pid, NULL AS opened_host "
-        f"FROM main.{table}"
-        for table in ("sessions", "create_intents")
-    ),
-    "m003_fts_hashsize": (),  # a write-time FTS setting: nothing changes for a reader
+#: How a READ-ONLY reader sees a file that lacks a migration: the columns it adds, per table.
+#: ``_connect`` presents each table through one TEMP view (which shadows the main table for
+#: unqualified names and needs no write to the file) adding every missing column as NULL, so
+#: several missing migrations combine. A migration without an entry here makes older files
+#: unreadable until a write command migrates them.
+READ_COMPAT: dict[str, dict[str, tuple[str, ...]]] = {
+    "m002_opened_by": {
+        "sessions": ("opened_pid", "opened_host"),
+        "create_intents": ("opened_pid", "opened_host"),
+    },
+    "m003_fts_hashsize": {},  # a write-time FTS setting: nothing changes for a reader
+    "m004_server_and_owner_lock": {
+        "sessions": ("server", "owner_lock"),
+        "create_intents": ("server", "owner_lock"),
+    },
 }
 
 
@@ -132,6 +136,20 @@ FTS_HASHSIZE = 16 * 1024 * 1024
 @migrations()
 def m003_fts_hashsize(db: Any) -> None:
     db.execute("INSERT INTO history_fts (history_fts, rank) VALUES ('hashsize', ?)", [FTS_HASHSIZE])
+
+
+@migrations()
+def m004_server_and_owner_lock(db: Any) -> None:
+    """Which server (normalised base URL) a session or create intent belongs to, and the name
+    of the lock its owner (a running with-block) holds: ``reap`` asks that lock whether the
+    owner still runs (on PostgreSQL, a session-level advisory lock: ``_pg_locks``).
+
+    Rows written before this migration get NULL for both: their server is unknown and they have
+    no lock (``reap`` falls back to the opener's pid and ``--older-than``).
+    """
+    for table in ("sessions", "create_intents"):
+        db.execute(f"ALTER TABLE {table} ADD COLUMN server TEXT")
+        db.execute(f"ALTER TABLE {table} ADD COLUMN owner_lock TEXT")
 
 
 def names() -> list[str]:

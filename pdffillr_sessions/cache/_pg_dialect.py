@@ -26,7 +26,16 @@ import psycopg
 from psycopg import pq
 from psycopg.adapt import Buffer, Dumper, Loader
 
-__all__ = ["PgConn", "escape_text", "register_text_adapters", "translate", "unescape_text"]
+from .._exceptions import CacheConnectionError, CacheError
+
+__all__ = [
+    "PgConn",
+    "escape_text",
+    "register_text_adapters",
+    "translate",
+    "typed_error",
+    "unescape_text",
+]
 
 _ESC = "\x1b"
 _ESCAPE = str.maketrans({"\x00": "\x1b ", "\x1b": "\x1b\x1b"})
@@ -102,6 +111,17 @@ class _Cursor:
         return iter(self._cur)
 
 
+def typed_error(exc: psycopg.Error) -> CacheError:
+    """A psycopg error met while using the store, as the library's ``CacheError`` (a lost
+    connection as ``CacheConnectionError``), on one line."""
+    text = " ".join(str(exc).split())
+    if isinstance(exc, psycopg.OperationalError) and not isinstance(
+        exc, psycopg.errors.QueryCanceled | psycopg.errors.LockNotAvailable
+    ):
+        return CacheConnectionError(f"the PostgreSQL cache failed: {text}")
+    return CacheError(f"the PostgreSQL cache failed: {text}")
+
+
 class PgConn:
     """A psycopg connection (autocommit: transactions are explicit) that runs the store's
     statements as SQLite spells them (``translate``)."""
@@ -110,11 +130,17 @@ class PgConn:
         self.raw = conn
 
     def execute(self, sql: str, parameters: Any = (), /) -> _Cursor:
-        return _Cursor(self.raw.execute(translate(sql), parameters))
+        try:
+            return _Cursor(self.raw.execute(translate(sql), parameters))
+        except psycopg.Error as exc:
+            raise typed_error(exc) from None
 
     def executemany(self, sql: str, seq_of_parameters: Iterable[Any], /) -> _Cursor:
         cur = self.raw.cursor()
-        cur.executemany(translate(sql), seq_of_parameters)
+        try:
+            cur.executemany(translate(sql), seq_of_parameters)
+        except psycopg.Error as exc:
+            raise typed_error(exc) from None
         return _Cursor(cur)
 
     @property

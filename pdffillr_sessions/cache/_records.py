@@ -39,6 +39,11 @@ class CachedSession:
     #: The process that opened it here (``record_opened``); None for rows cached otherwise.
     opened_pid: int | None = None
     opened_host: str | None = None
+    #: The server it lives on (normalised base URL); None for rows that do not say.
+    server: str | None = None
+    #: The lock its with-block holds while it runs (``HistoryCache.acquire_owner``); None when
+    #: no block owns it, or the backend has no owner locks.
+    owner_lock: str | None = None
 
     @property
     def info(self) -> SessionInfo:
@@ -68,6 +73,10 @@ class CreateIntent:
     #: The process that recorded it (None for intents cached before ``m002_opened_by``).
     opened_pid: int | None = None
     opened_host: str | None = None
+    #: The server the create was sent to; None for intents that do not say.
+    server: str | None = None
+    #: The lock its with-block holds while it runs; None for intents without one.
+    owner_lock: str | None = None
 
 
 @attrs.frozen(kw_only=True)
@@ -106,3 +115,7 @@ class CacheStats:
     oldest_created_at: str | None
     newest_created_at: str | None
     file_size: int
+    #: Sessions opened by a with-block, per host that opened them (a fleet's workers), and how
+    #: many of those are still pending (open or end pending: what ``reap`` looks at).
+    sessions_by_host: Mapping[str, int] = attrs.field(factory=dict)
+    pending_by_host: Mapping[str, int] = attrs.field(factory=dict)

@@ -70,6 +70,8 @@ def session_from_row(row: Sequence[Any]) -> CachedSession:
         raw=LazyJSON(row[12]),
         opened_pid=row[13],
         opened_host=row[14],
+        server=row[15],
+        owner_lock=row[16],
     )
 
 

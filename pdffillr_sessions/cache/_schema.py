@@ -19,6 +19,7 @@ KNOWN_MIGRATIONS: tuple[str, ...] = (
     "m001_initial_schema",
     "m002_opened_by",
     "m003_fts_hashsize",
+    "m004_server_and_owner_lock",
 )
 
 

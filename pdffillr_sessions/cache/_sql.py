@@ -63,8 +63,9 @@ WHERE sessions.title IS NOT excluded.title
 
 RECORD_OPENED = f"""
 INSERT INTO sessions (scope, session_id, title, status, message_count, created_at, ended_at,
-                      local_state, opened_at, updated_at, synced_at, raw, opened_pid, opened_host)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                      local_state, opened_at, updated_at, synced_at, raw, opened_pid, opened_host,
+                      owner_lock)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 ON CONFLICT (scope, session_id) DO UPDATE SET
     {_SERVER_FIELDS},
     local_state = CASE
@@ -75,6 +76,8 @@ ON CONFLICT (scope, session_id) DO UPDATE SET
                       THEN excluded.opened_pid ELSE sessions.opened_pid END,
     opened_host = CASE WHEN sessions.opened_at IS NULL
                        THEN excluded.opened_host ELSE sessions.opened_host END,
+    owner_lock = CASE WHEN sessions.opened_at IS NULL
+                      THEN excluded.owner_lock ELSE sessions.owner_lock END,
     opened_at = COALESCE(sessions.opened_at, excluded.opened_at),
     updated_at = excluded.updated_at,
     synced_at = excluded.synced_at
@@ -83,7 +86,8 @@ ON CONFLICT (scope, session_id) DO UPDATE SET
 SESSION_SELECT = """
 SELECT s.session_id, s.scope, s.title, s.status, s.message_count, s.created_at, s.ended_at,
        (SELECT count(*) FROM history h WHERE h.scope = s.scope AND h.session_id = s.session_id),
-       s.local_state, s.local_error, s.opened_at, s.synced_at, s.raw, s.opened_pid, s.opened_host
+       s.local_state, s.local_error, s.opened_at, s.synced_at, s.raw, s.opened_pid, s.opened_host,
+       s.server, s.owner_lock
 FROM sessions s
 """
 

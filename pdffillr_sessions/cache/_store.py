@@ -203,15 +203,26 @@ class HistoryCache:
 
     # -- writes: create intents --------------------------------------------------------------
 
-    def record_create_intent(self, idempotency_key: str, title: str | None) -> None:
-        """Record, before sending it, a create request with its idempotency key."""
+    def record_create_intent(
+        self, idempotency_key: str, title: str | None, *, owner_lock: str | None = None
+    ) -> None:
+        """Record, before sending it, a create request with its idempotency key, and the lock
+        its with-block holds while it runs (``acquire_owner``)."""
         scope = self._writable_scope()
         with self._write_txn() as conn:
             conn.execute(
                 "INSERT INTO create_intents (scope, idempotency_key, title, recorded_at, "
-                "opened_pid, opened_host) VALUES (?, ?, ?, ?, ?, ?) "
+                "opened_pid, opened_host, owner_lock) VALUES (?, ?, ?, ?, ?, ?, ?) "
                 "ON CONFLICT (scope, idempotency_key) DO NOTHING",
-                (scope, idempotency_key, title, now(), os.getpid(), socket.gethostname()),
+                (
+                    scope,
+                    idempotency_key,
+                    title,
+                    now(),
+                    os.getpid(),
+                    socket.gethostname(),
+                    owner_lock,
+                ),
             )
 
     def abandon_create_intent(self, idempotency_key: str) -> None:
@@ -239,8 +250,8 @@ class HistoryCache:
         where, args = self._scope_filter()
         with self._lock:
             rows = self._conn.execute(
-                "SELECT scope, idempotency_key, title, recorded_at, opened_pid, opened_host "
-                "FROM create_intents "
+                "SELECT scope, idempotency_key, title, recorded_at, opened_pid, opened_host, "
+                "server, owner_lock FROM create_intents "
                 f"WHERE {where} ORDER BY recorded_at, idempotency_key",
                 args,
             ).fetchall()
@@ -252,14 +263,26 @@ class HistoryCache:
                 recorded_at=_fromiso(r[3]),
                 opened_pid=r[4],
                 opened_host=r[5],
+                server=r[6],
+                owner_lock=r[7],
             )
             for r in rows
         ]
 
     # -- writes: sessions --------------------------------------------------------------------
 
-    def record_opened(self, info: SessionInfo, *, idempotency_key: str | None = None) -> None:
-        """A session was just created here: upsert it as 'open' and drop its create intent."""
+    def record_opened(
+        self,
+        info: SessionInfo,
+        *,
+        idempotency_key: str | None = None,
+        owner_lock: str | None = None,
+    ) -> None:
+        """A session was just created here: upsert it as 'open' and drop its create intent.
+
+        ``owner_lock`` is the lock its with-block holds (``reap`` passes the dead intent's, so
+        that a reap killed before the end still leaves a record the next reap ends at once).
+        """
         scope = self._writable_scope()
         stamp = now()
         state = LOCAL_ENDED if info.status == _contract.STATUS_ENDED else LOCAL_OPEN
@@ -281,6 +304,7 @@ class HistoryCache:
                     json_text(info.raw),
                     os.getpid(),
                     socket.gethostname(),
+                    owner_lock,
                 ),
             )
             if idempotency_key is not None:
@@ -520,7 +544,7 @@ class HistoryCache:
         return [session_from_row(r) for r in rows]
 
     def stats(self) -> CacheStats:
-        """Counts per status and scope, entries, file size, schema version, date range."""
+        """Counts per status, scope and opening host, entries, size, schema version, dates."""
         where, args = self._scope_filter()
         with self._read_txn() as conn:
             by_status = dict(
@@ -553,6 +577,18 @@ class HistoryCache:
             intents = conn.execute(
                 f"SELECT count(*) FROM create_intents WHERE {where}", args
             ).fetchone()[0]
+            by_host: dict[str, int] = {}
+            pending_by_host: dict[str, int] = {}
+            for host, opened, pending_here in conn.execute(
+                "SELECT opened_host, count(*), "
+                f"sum(CASE WHEN local_state IN {_sql.PENDING} THEN 1 ELSE 0 END) "
+                f"FROM sessions WHERE {where} AND opened_host IS NOT NULL "
+                "GROUP BY opened_host ORDER BY opened_host",
+                args,
+            ):
+                by_host[host] = int(opened)
+                if pending_here:
+                    pending_by_host[host] = int(pending_here)
         with self._lock:
             size = self._db.size()
         return CacheStats(
@@ -570,6 +606,8 @@ class HistoryCache:
             oldest_created_at=oldest,
             newest_created_at=newest,
             file_size=size,
+            sessions_by_host=by_host,
+            pending_by_host=pending_by_host,
         )
 
     def integrity_check(self) -> list[str]:
