@@ -1,9 +1,9 @@
 """Full-text search on PostgreSQL: the same query language as the SQLite cache, PostgreSQL's
 own text search underneath.
 
-The query is split by ``_sql.query_tokens`` (shared with SQLite): each token becomes
-``phraseto_tsquery('simple', token)`` (its words in order, like a quoted FTS5 string) and all of
-them are required (``&&``), so no user text is ever syntax. What differs from SQLite (README,
+The query is split by ``_sql.query_tokens`` (shared with SQLite): each token becomes a phrase
+query (its words in order, like a quoted FTS5 string: ``tsquery``) and all of them are required
+(``&&``), so no user text is ever syntax. What differs from SQLite (README,
 "Running on many machines"):
 
 * ranking is ``ts_rank`` (``rank`` is its negation, so lower is still better; the numbers are
@@ -19,6 +19,7 @@ the vector alone), so a common word on a million entries does not detoast a mill
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from typing import Any
 
@@ -30,7 +31,7 @@ from ._pg_schema import FTS_CHARS
 from ._records import SearchHit
 from ._speedups import LazyJSON
 
-__all__ = ["search", "tsquery_sql"]
+__all__ = ["search", "tsquery"]
 
 _fromiso = datetime.fromisoformat
 _HEADLINE_OPTIONS = (
@@ -39,9 +40,22 @@ _HEADLINE_OPTIONS = (
 )
 
 
-def tsquery_sql(tokens: list[str]) -> str:
-    """The tsquery expression for ``tokens`` (one ``%s`` each)."""
-    return " && ".join(["phraseto_tsquery('simple', %s::text)"] * len(tokens))
+_WORDS = re.compile(r"[^\W_]+")
+
+
+def tsquery(tokens: list[str]) -> tuple[str, list[str]]:
+    """The tsquery expression for ``tokens``, and its parameters.
+
+    Each token matches as PostgreSQL's parser reads it OR as the phrase of its letters-and-digits
+    words: FTS5 splits ``side-letter`` into "side" "letter" (PostgreSQL's parser keeps the
+    compound and its parts), while PostgreSQL keeps ``a@b.com`` or ``1.5`` whole (FTS5 splits
+    them); either spelling in the text is found, as SQLite finds it.
+    """
+    one = "(phraseto_tsquery('simple', %s::text) || phraseto_tsquery('simple', %s::text))"
+    params: list[str] = []
+    for token in tokens:
+        params += [token, " ".join(_WORDS.findall(token))]
+    return " && ".join([one] * len(tokens)), params
 
 
 def search(
@@ -55,7 +69,8 @@ def search(
     if not tokens:
         return []
     filters = ""
-    params: list[Any] = list(tokens)
+    expression, words = tsquery(tokens)
+    params: list[Any] = list(words)
     if scope is not None:
         filters += " AND h.scope = %s"
         params.append(scope)
@@ -64,7 +79,7 @@ def search(
         params.append(session_id)
     params += [limit, _HEADLINE_OPTIONS]
     sql = (
-        f"WITH q AS MATERIALIZED (SELECT {tsquery_sql(tokens)} AS q), "
+        f"WITH q AS MATERIALIZED (SELECT {expression} AS q), "
         "top AS ("
         "  SELECT h.rowid, ts_rank(h.fts, q.q) AS score FROM history h, q "
         f"  WHERE h.fts @@ q.q{filters} ORDER BY score DESC, h.rowid LIMIT %s) "
