@@ -382,3 +382,27 @@ def test_a_forked_child_never_releases_its_parents_lock(
             proc.kill()
             proc.wait()
     assert statuses(emulator) == {sid: "ended"}
+
+
+@pytest.mark.slow
+def test_the_soak_on_postgres_leaks_nothing(
+    pg_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The reliability soak (``benchmarks/soak.py``: 200 with-blocks at a 20 % fault rate) with
+    the PostgreSQL store: the same zero counts as on SQLite."""
+    from test_soak import BLOCKS, MESSAGES, load_soak
+
+    soak = load_soak()
+    f: dict[str, Any] = soak.run_soak(
+        blocks=BLOCKS, messages=MESSAGES, fault_rate=0.2, seed=11, db=pg_url
+    )
+    with capsys.disabled():
+        print("\n[postgres] " + soak.format_figures(f))
+    assert f["faults_injected"] > 0.1 * f["requests"] and f["idempotent_replays"] > 0
+    assert f["sessions_opened"] == BLOCKS and f["sessions_ended"] == BLOCKS
+    assert f["reap_ok"]
+    assert f["leaked"] == 0 and f["duplicates"] == 0
+    assert f["missing"] == 0 and f["extra"] == 0
+    assert f["pending_in_cache"] == 0 and f["intents_in_cache"] == 0
+    assert f["cache_integrity"] == "ok"
+    assert soak.ok(f)
