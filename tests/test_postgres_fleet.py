@@ -406,3 +406,24 @@ def test_the_soak_on_postgres_leaks_nothing(
     assert f["pending_in_cache"] == 0 and f["intents_in_cache"] == 0
     assert f["cache_integrity"] == "ok"
     assert soak.ok(f)
+
+
+@pytest.mark.slow
+def test_the_postgres_benchmark_runs_and_writes_its_section(pg_server: Any, tmp_path: Path) -> None:
+    """Smoke test of ``benchmarks/postgres.py --quick`` (no timing asserted: only that it runs,
+    checks its own results and writes its rows into the results file, keeping the rest)."""
+    out = tmp_path / "RESULTS.md"
+    out.write_text("# Benchmark results\n\n| 1 | sqlite rows |\n", encoding="utf-8")
+    script = str(ROOT / "benchmarks" / "postgres.py")
+    proc = subprocess.run(
+        [sys.executable, script, "--quick", "--url", pg_server.url(), "--out", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=ENV,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    text = out.read_text(encoding="utf-8")
+    assert text.startswith("# Benchmark results\n\n| 1 | sqlite rows |")
+    rows = [line.split("|")[1].strip() for line in text.splitlines() if line.startswith("| P")]
+    assert rows == ["P1a", "P1b", "P2", "P3"]
