@@ -505,6 +505,10 @@ def reap(
     a crash to reap everything now. "End pending" sessions are always reaped: their with-block
     has already exited.
 
+    On a PostgreSQL cache (--db postgresql://...) every with-block, on any machine, holds an
+    advisory lock while it runs: reap ends what a dead block left at once and never touches a
+    running one, and several reapers may run at once (a cron job on each machine is fine).
+
     Exits 1 if any session could not be ended. Needs $PDFFILLR_API_KEY.
     """
     from ._reap import ReapReport

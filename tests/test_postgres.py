@@ -407,3 +407,11 @@ def closed_caches() -> Iterator[list[HistoryCache]]:
     yield opened
     for cache in opened:
         cache.close()
+
+
+def test_without_psycopg_a_url_says_how_to_install_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+
+    monkeypatch.setitem(sys.modules, "pdffillr_sessions.cache._pg", None)  # import -> ImportError
+    with pytest.raises(ConfigurationError, match=r"pdffillr-sessions\[postgres\]"):
+        HistoryCache("postgresql://nobody@/nowhere", api_key=KEY)

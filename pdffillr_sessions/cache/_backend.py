@@ -134,8 +134,15 @@ class UnknownProbe:
 def open_backend(location: Location, *, readonly: bool) -> Backend:
     """SQLite for a path, PostgreSQL for a ``postgresql://`` URL (psycopg imported only then)."""
     if is_postgres_url(location):
-        from ._pg import PostgresBackend
+        try:
+            from ._pg import PostgresBackend
+        except ImportError as exc:
+            from .._exceptions import ConfigurationError
 
+            raise ConfigurationError(
+                "a postgresql:// cache needs psycopg 3: pip install 'pdffillr-sessions[postgres]'"
+                f" ({exc})"
+            ) from None
         return PostgresBackend(str(location), readonly=readonly)
     from pathlib import Path
 
