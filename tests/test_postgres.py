@@ -13,7 +13,6 @@ import json
 import multiprocessing
 import socket
 import traceback
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -399,14 +398,6 @@ def test_every_shared_statement_runs_on_postgres(pg_url: str) -> None:
         cache.mirror_history("s1", [entry(0)])
         rows = cache._conn.execute(_sql.SESSION_SELECT + " ORDER BY s.session_id").fetchall()
         assert [r[0] for r in rows] == ["s1", "s2"]
-
-
-@pytest.fixture
-def closed_caches() -> Iterator[list[HistoryCache]]:
-    opened: list[HistoryCache] = []
-    yield opened
-    for cache in opened:
-        cache.close()
 
 
 def test_without_psycopg_a_url_says_how_to_install_it(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -199,7 +199,8 @@ class HistoryCache:
     def probe_owner(self, name: str | None) -> Probe:
         """Whether the owner of a record (its ``owner_lock``) still runs; a ``dead`` probe holds
         the lock until closed, so no other reaper works on the record meanwhile."""
-        return self._db.probe_owner(name)
+        with self._lock:
+            return self._db.probe_owner(name)
 
     # -- writes: create intents --------------------------------------------------------------
 
