@@ -35,6 +35,7 @@ from ._exceptions import (
     RateLimitError,
     SessionEndedError,
     SessionStateError,
+    Terminated,
 )
 from ._models import HistoryEntry, SessionInfo
 from ._version import __version__
@@ -109,6 +110,7 @@ __all__ = [
     "SessionInfo",
     "SessionStateError",
     "SyncReport",
+    "Terminated",
     "Timeout",
     "__version__",
     "end_sessions",

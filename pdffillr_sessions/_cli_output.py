@@ -226,8 +226,8 @@ def reap_outcome_dict(o: ReapOutcome) -> dict[str, Any]:
     return {
         **who,
         "opened_pid": o.opened_pid,
-        "live": o.live,
         "owner": o.owner,
+        "live": o.live,
         "action": o.action,
         "detail": o.detail,
     }

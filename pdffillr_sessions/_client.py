@@ -8,10 +8,12 @@ read (``_calls``), what one exchange needs (``_exchange``), what to retry and ho
 from __future__ import annotations
 
 import builtins
+import copy
 import time
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
+import attrs
 import httpx
 
 from . import _calls, _exchange
@@ -125,6 +127,14 @@ class PdffillrClient(ConfiguredClient[httpx.Client]):
         except call.done_on:
             return call.parse(b"")
         return call.parse(response.content)
+
+    def _with_timeout(self, timeout: Timeout) -> PdffillrClient:
+        """This client with other time limits, sharing its connection pool (never close it):
+        how a with-block's exit bounds its final calls whatever the client's own ``Timeout``."""
+        clone = copy.copy(self)
+        clone._config = attrs.evolve(self._config, timeout=timeout)
+        clone.sessions = SessionsResource(clone)
+        return clone
 
 
 class SessionsResource:

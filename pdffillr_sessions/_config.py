@@ -14,7 +14,7 @@ import httpx
 from . import _contract
 from ._exceptions import ConfigurationError
 from ._retry import RetryPolicy
-from ._scope import key_scope
+from ._scope import key_scope, server_id
 from ._version import __version__
 
 __all__ = ["ClientConfig", "Timeout", "resolve_config"]
@@ -56,6 +56,11 @@ class ClientConfig:
     @property
     def key_scope(self) -> str:
         return key_scope(self.api_key)
+
+    @property
+    def server(self) -> str:
+        """The base URL in the one spelling the cache records (see ``_scope.server_id``)."""
+        return server_id(self.base_url)
 
     @property
     def headers(self) -> dict[str, str]:

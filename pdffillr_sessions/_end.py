@@ -35,6 +35,10 @@ class EndOutcome:
     action: EndAction
     #: One line: why it failed, or what the server said.
     detail: str | None = None
+    #: ``not_found`` only: the cache recorded it ended (its row is of this very server). A row
+    #: that does not say which server it is on is left as it is: the 404 may be the wrong
+    #: server's.
+    recorded: bool = False
 
     @property
     def ok(self) -> bool:
@@ -64,15 +68,17 @@ class EndReport:
 def end_one(client: PdffillrClient, cache: HistoryCache | None, session_id: str) -> EndOutcome:
     """End one session upstream and record the outcome in ``cache`` (when given).
 
-    A 404 means the server no longer has it: it is recorded ended (nothing is left to end).
-    A failure is recorded end-pending, with the reason, for the next ``reap``.
+    A 404 means the server no longer has it: recorded ended (nothing is left to end) when the
+    row is this server's (``HistoryCache.mark_gone``). A failure is recorded end-pending, with
+    the reason, for the next ``reap``. ``cache`` must be opened for the client's server.
     """
     try:
         client.sessions.end(session_id)
     except NotFoundError as exc:
-        if cache is not None:
-            cache.mark_ended(session_id)
-        return EndOutcome(session_id=session_id, action="not_found", detail=one_line(exc))
+        recorded = cache is not None and cache.mark_gone(session_id)
+        return EndOutcome(
+            session_id=session_id, action="not_found", detail=one_line(exc), recorded=recorded
+        )
     except PdffillrError as exc:
         detail = one_line(exc)
         if cache is not None:
@@ -96,7 +102,7 @@ def end_sessions(
     ids = [validate_session_id(sid) for sid in dict.fromkeys(session_ids)]
     from .cache import open_cache
 
-    opened, owned = open_cache(cache, client.key_scope)
+    opened, owned = open_cache(cache, client.key_scope, server=client.server)
     try:
         outcomes = tuple(end_one(client, opened, sid) for sid in ids)
         if opened is not None:

@@ -7,6 +7,7 @@ request id, body) and never the API key.
 
 from __future__ import annotations
 
+import signal
 from typing import Any
 
 
@@ -57,20 +58,40 @@ class OwnerLockLostError(CacheError):
 
 
 class APIConnectionError(PdffillrError):
-    """The request never got a complete answer: refused, reset, or cut short."""
+    """The request never got a complete answer: refused, reset, or cut short.
 
-    def __init__(self, message: str = "Connection error.", *, method: str = "", url: str = ""):
+    ``request_sent`` is False only when no attempt of the call can have reached the server:
+    every attempt failed to open a connection (refused, DNS failure, connect or pool timeout).
+    True means the server may have acted (or that it cannot be known).
+    """
+
+    def __init__(
+        self,
+        message: str = "Connection error.",
+        *,
+        method: str = "",
+        url: str = "",
+        request_sent: bool = True,
+    ):
         super().__init__(message)
         self.message = message
         self.method = method
         self.url = url
+        self.request_sent = request_sent
 
 
 class APITimeoutError(APIConnectionError):
     """The request, or the whole call with its retries, ran out of time."""
 
-    def __init__(self, message: str = "Request timed out.", *, method: str = "", url: str = ""):
-        super().__init__(message, method=method, url=url)
+    def __init__(
+        self,
+        message: str = "Request timed out.",
+        *,
+        method: str = "",
+        url: str = "",
+        request_sent: bool = True,
+    ):
+        super().__init__(message, method=method, url=url, request_sent=request_sent)
 
 
 class APIStatusError(PdffillrError):
@@ -148,6 +169,21 @@ _BY_STATUS: dict[int, type[APIStatusError]] = {
     422: BadRequestError,
     429: RateLimitError,
 }
+
+
+class Terminated(BaseException):
+    """SIGTERM or SIGHUP arrived while a ``Session`` block ran: raised in the block, it unwinds
+    it like ``KeyboardInterrupt`` (so the session is ended), and once the last block has exited
+    the process dies of that signal (see ``_signals``).
+
+    A ``BaseException``, like ``KeyboardInterrupt``: ``except Exception`` does not swallow it.
+    """
+
+    def __init__(self, signum: int) -> None:
+        self.signum = signum
+        super().__init__(
+            f"received {signal.Signals(signum).name}: the session is ended, then the process exits"
+        )
 
 
 def status_error_class(status_code: int) -> type[APIStatusError]:

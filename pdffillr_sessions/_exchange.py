@@ -58,16 +58,25 @@ def attempt_timeout(
     return timeout.for_attempt(remaining)
 
 
+#: Failures before a connection exists: no byte of the request can have left the machine.
+_BEFORE_CONNECTING = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
+
+
 def transport_error(exc: httpx.TransportError, method: str, path: str) -> APIConnectionError:
     """Our error for an httpx transport failure (the caller chains it as ``__cause__``)."""
+    sent = not isinstance(exc, _BEFORE_CONNECTING)
     if isinstance(exc, httpx.TimeoutException):
         return APITimeoutError(
-            f"{method} {path}: timed out ({type(exc).__name__})", method=method, url=path
+            f"{method} {path}: timed out ({type(exc).__name__})",
+            method=method,
+            url=path,
+            request_sent=sent,
         )
     return APIConnectionError(
         f"{method} {path}: connection failed ({type(exc).__name__}: {exc})",
         method=method,
         url=path,
+        request_sent=sent,
     )
 
 

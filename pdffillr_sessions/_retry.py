@@ -173,6 +173,13 @@ def tenacity_controls(
     }
 
 
+def may_have_reached(exc: BaseException) -> bool:
+    """Whether the attempt that failed with ``exc`` may have reached the server. A call's
+    error keeps ``request_sent=False`` only if no attempt of the call may have (a create whose
+    every attempt was refused surely made nothing; one that timed out once may have)."""
+    return not (isinstance(exc, APIConnectionError) and not exc.request_sent)
+
+
 def needs_retry_loop(exc: Exception, controls: dict[str, Any]) -> bool:
     """Whether a failed FIRST attempt may be retried: only then is tenacity set up at all
     (building and running its state machine costs about as much as a loopback request)."""
@@ -193,12 +200,21 @@ def run_with_retries(
         if not needs_retry_loop(exc, controls):
             raise
         first_error = exc
-    for attempt in tenacity.Retrying(sleep=sleep, **tenacity_controls(**controls)):
-        with attempt:
-            number = attempt.retry_state.attempt_number
-            if number == 1:  # tenacity replays the first failure, then retries as usual
-                raise first_error
-            return call(number)
+    reached = may_have_reached(first_error)
+    try:
+        for attempt in tenacity.Retrying(sleep=sleep, **tenacity_controls(**controls)):
+            with attempt:
+                number = attempt.retry_state.attempt_number
+                if number == 1:  # tenacity replays the first failure, then retries as usual
+                    raise first_error
+                try:
+                    return call(number)
+                except Exception as exc:
+                    reached = reached or may_have_reached(exc)
+                    raise
+    except APIConnectionError as exc:
+        exc.request_sent = exc.request_sent or reached
+        raise
     raise AssertionError("unreachable: tenacity ended without an outcome")  # pragma: no cover
 
 
@@ -215,12 +231,21 @@ async def run_with_retries_async(
         if not needs_retry_loop(exc, controls):
             raise
         first_error = exc
-    async for attempt in tenacity.AsyncRetrying(sleep=sleep, **tenacity_controls(**controls)):
-        with attempt:
-            number = attempt.retry_state.attempt_number
-            if number == 1:
-                raise first_error
-            return await call(number)
+    reached = may_have_reached(first_error)
+    try:
+        async for attempt in tenacity.AsyncRetrying(sleep=sleep, **tenacity_controls(**controls)):
+            with attempt:
+                number = attempt.retry_state.attempt_number
+                if number == 1:
+                    raise first_error
+                try:
+                    return await call(number)
+                except Exception as exc:
+                    reached = reached or may_have_reached(exc)
+                    raise
+    except APIConnectionError as exc:
+        exc.request_sent = exc.request_sent or reached
+        raise
     raise AssertionError("unreachable: tenacity ended without an outcome")  # pragma: no cover
 
 

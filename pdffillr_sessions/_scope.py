@@ -1,10 +1,17 @@
-"""The one-way fingerprint that scopes cached rows to an API key without storing the key."""
+"""What scopes a cached row: a one-way fingerprint of the API key, and the server it lives on.
+
+A session id means something only on the server that made it, under the key that made it: the
+cache records both, so that a command run against another server (a staging URL, an emulator)
+never touches, marks or forgets another server's rows.
+"""
 
 from __future__ import annotations
 
 import hashlib
+from urllib.parse import urlsplit
 
 _DOMAIN = b"pdffillr-sessions/key-scope/v1\x00"
+_DEFAULT_PORTS = {"http": 80, "https": 443}
 
 
 def key_scope(api_key: str) -> str:
@@ -14,3 +21,20 @@ def key_scope(api_key: str) -> str:
     useless for recovering the key, and never the key's own bytes.
     """
     return hashlib.sha256(_DOMAIN + api_key.encode("utf-8")).hexdigest()[:16]
+
+
+def server_id(base_url: str) -> str:
+    """The server a base URL names, in one spelling: what the cache records for each row.
+
+    Scheme and host lowercased, a default port dropped, no user or password (a URL may carry
+    credentials: they are never stored), no trailing slash. ``HTTPS://API.Pdffillr.ai:443/``
+    and ``https://api.pdffillr.ai`` are the same server.
+    """
+    parts = urlsplit(base_url.strip())
+    scheme = parts.scheme.lower()
+    host = (parts.hostname or "").lower()
+    if ":" in host:  # an IPv6 literal keeps its brackets
+        host = f"[{host}]"
+    port = parts.port
+    netloc = host if port is None or port == _DEFAULT_PORTS.get(scheme) else f"{host}:{port}"
+    return f"{scheme}://{netloc}{parts.path.rstrip('/')}"

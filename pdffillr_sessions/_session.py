@@ -6,13 +6,17 @@ someone ends it. ``Session`` creates one on entry and ends it on every exit (suc
 
 The cache is told about a create *before* it is sent (the intent and its Idempotency-Key), and
 about the session before the block runs, so that a process killed at any point leaves enough on
-disk for ``pdffillr-sessions reap`` to end what it opened.
+disk for ``pdffillr-sessions reap`` to end what it opened. From before the intent is written
+until the end is recorded, the block holds an owner lock (``HistoryCache.acquire_owner``: a
+``flock``ed file, ``_owner``, or on PostgreSQL an advisory lock, ``cache._pg_locks``) that the
+kernel or the database drops when the process dies: ``reap`` ends a dead block's session at once
+and never a running one's. The block asks its lock before each send and attach: a PostgreSQL
+lock whose connection was cut makes it stop (``OwnerLockLostError``; its exit ends the session),
+since a reaper elsewhere may then end the session at any moment.
 
-Where the cache offers owner locks (PostgreSQL: ``cache._pg_locks``), the block holds one from
-before its create intent is written until its end is recorded: ``reap`` on any machine ends a
-dead block's session at once and never a running one's. The block asks its lock before each send
-and attach, and stops (``OwnerLockLostError``, then its exit ends the session) once the lock is
-lost: after that, a reaper elsewhere may end the session at any moment.
+SIGTERM and SIGHUP unwind the block like Ctrl-C (``_signals``); ``__exit__`` bounds its final
+mirror and its end with deadlines of their own (``FINAL_MIRROR_DEADLINE``, ``END_DEADLINE``),
+so that a hung history fetch cannot keep the end from being sent.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ from typing import IO, TYPE_CHECKING, Any, Literal
 
 import attrs
 
+from . import _signals
 from ._calls import new_idempotency_key
 from ._client import PdffillrClient
 from ._exceptions import (
@@ -50,6 +55,16 @@ logger = logging.getLogger("pdffillr_sessions")
 
 _NEW, _OPEN, _CLOSED = "new", "open", "closed"
 
+#: Seconds ``__exit__`` gives the final history fetch (best effort), whatever the client's
+#: ``Timeout`` says (its ``total`` still applies when shorter): a server that hangs or trickles
+#: cannot keep the end from being sent. A history it cuts short is caught up by ``sync``.
+FINAL_MIRROR_DEADLINE = 5.0
+#: Seconds ``__exit__`` gives the end, retries included (or the client's shorter ``total``).
+#: An end that does not make it is recorded end-pending, for ``reap``. With the final mirror,
+#: a block's exit takes at most about 20 s more than its body, which is also how long a
+#: SIGTERM arriving during the exit waits.
+END_DEADLINE = 15.0
+
 
 class Session:
     """One Pdffillr session, created on ``__enter__`` and always ended on ``__exit__``.
@@ -64,6 +79,10 @@ class Session:
 
     A Session may be shared by threads: its calls run one at a time, so the cache holds the
     entries in the order the server appended them.
+
+    While the block runs in the main thread, SIGTERM and SIGHUP raise ``Terminated`` in it
+    (unwinding it like Ctrl-C, so the session is ended) and the process then dies of the signal
+    as it would have; ``handle_signals=False`` leaves signals alone (see ``_signals``).
     """
 
     def __init__(
@@ -72,17 +91,21 @@ class Session:
         title: str | None = None,
         *,
         cache: CacheArg = None,
+        handle_signals: bool = True,
     ) -> None:
         self._client = client
         self._title = validate_title(title)
         self._cache_arg = cache
+        self._handle_signals = bool(handle_signals)
         self._cache: HistoryCache | None = None
         self._owns_cache = False
         self._info: SessionInfo | None = None
         self._state = _NEW
         self._ends_on_exit = True
         self._ended_upstream = False  # a send was refused with 409: ended by someone else
+        self._pid = os.getpid()  # the opener: a forked child never ends its parent's session
         self._owner: OwnerLock | None = None  # held from the create intent to the recorded end
+        self._resolved = False  # the cache says the session is ended: nothing left for reap
         # One call at a time: a Session shared by threads sends in turn, so the cache holds the
         # entries in the order the server appended them.
         self._lock = threading.RLock()
@@ -154,38 +177,50 @@ class Session:
         if self._ends_on_exit:
             if self._state != _NEW:
                 raise SessionStateError("a Session can be entered only once")
-            self._open()
+            self._pid = os.getpid()
+            try:
+                if self._handle_signals:
+                    _signals.enter(self)
+                self._open()
+            except BaseException:
+                _signals.leave(self, block_failed=True)
+                raise
         return self
 
     def _open(self) -> None:
         self._state = _OPEN  # from here on a second __enter__ is refused
-        self._cache, self._owns_cache = _open_cache(self._client, self._cache_arg)
-        key = new_idempotency_key()
-        cache = self._cache
-        if cache is not None:
-            # Locked before the intent is written, held until the end is recorded: reap learns
-            # from the lock whether this block still runs. Written before the request: a crash
-            # between the server's reply and the next write leaves the intent, and its key lets
-            # `reap` replay the create and end the session.
-            try:
+        try:
+            self._cache, self._owns_cache = _open_cache(self._client, self._cache_arg)
+            cache = self._cache
+            key = new_idempotency_key()
+            if cache is not None:
+                # Locked before the intent is written, held until the end is recorded: reap
+                # learns from the kernel (or the PostgreSQL server) whether this block runs.
                 self._owner = cache.acquire_owner()
+                # Written before the request: a crash between the server's reply and the next
+                # write leaves the intent, and its key lets `reap` replay the create and end it.
                 cache.record_create_intent(key, self._title, owner_lock=self._owner_name)
-            except BaseException:
-                self._state = _CLOSED
-                self._release_owner()
-                self._close_cache()
-                raise
+        except BaseException as exc:
+            self._state = _CLOSED
+            # A failed write is rolled back (Exception); an interrupt may land after the
+            # intent's commit, so its lock file stays for reap to find unlocked.
+            self._release_owner(resolved=isinstance(exc, Exception))
+            self._close_cache()
+            raise
         try:
             info = self._client.sessions.create(self._title, idempotency_key=key)
         except BaseException as exc:
             self._state = _CLOSED
-            if cache is not None and _definitely_not_created(exc):
-                self._cache_write("forget the create intent", lambda c: c.forget_create_intent(key))
-            elif cache is not None:  # kept for reap, which need not wait for this process
-                self._cache_write(
-                    "release the create intent", lambda c: c.abandon_create_intent(key)
+            # Forgotten only when the server surely made nothing; otherwise kept, and with the
+            # lock released reap replays it at once (the block has exited).
+            forgotten = (
+                cache is not None
+                and _definitely_not_created(exc)
+                and self._cache_write(
+                    "forget the create intent", lambda c: c.forget_create_intent(key)
                 )
-            self._release_owner()
+            )
+            self._release_owner(resolved=forgotten)
             self._close_cache()
             raise
         self._info = info
@@ -194,12 +229,14 @@ class Session:
                 cache.record_opened(info, idempotency_key=key, owner_lock=self._owner_name)
             except BaseException:
                 # The block must not run with a session the cache does not know about; end it.
+                # The intent stays (with the lock file): reap's replay finds it ended.
                 self._state = _CLOSED
                 self._end_quietly()
-                self._release_owner()
+                self._release_owner(resolved=False)
                 self._close_cache()
                 raise
 
+    @_signals.defers_signals
     def __exit__(
         self,
         exc_type: type[BaseException] | None,
@@ -207,12 +244,18 @@ class Session:
         tb: TracebackType | None,
     ) -> Literal[False]:
         try:
-            if self._ends_on_exit and self._state == _OPEN:
-                self._finish(exc)
+            if os.getpid() != self._pid:
+                return False  # a forked child: the session, cache and lock are the parent's
+            try:
+                if self._ends_on_exit and self._state == _OPEN:
+                    self._finish(exc)
+            finally:
+                self._state = _CLOSED if self._ends_on_exit else self._state
+                self._release_owner(resolved=self._resolved)
+                self._close_cache()
         finally:
-            self._state = _CLOSED if self._ends_on_exit else self._state
-            self._release_owner()  # after the end is recorded (or kept end-pending)
-            self._close_cache()
+            if self._ends_on_exit:
+                _signals.leave(self, block_failed=exc is not None)
         return False
 
     def _finish(self, block_exc: BaseException | None) -> None:
@@ -225,7 +268,8 @@ class Session:
         interrupted: BaseException | None = None
         if self._cache is not None:
             try:
-                self._mirror(self._client.sessions.messages(self.session_id))
+                final = self._within(FINAL_MIRROR_DEADLINE).sessions.messages(self.session_id)
+                self._mirror(final)
             except Exception as exc:
                 logger.warning(
                     "could not mirror the final history of session %s: %s", self.session_id, exc
@@ -233,7 +277,7 @@ class Session:
             except BaseException as exc:  # a second Ctrl-C: give up the mirror, never the end
                 interrupted = exc
         try:
-            self._client.sessions.end(self.session_id)
+            self._within(END_DEADLINE).sessions.end(self.session_id)
         except BaseException as end_exc:
             reason = f"{type(end_exc).__name__}: {end_exc}"
             self._cache_write(
@@ -256,9 +300,17 @@ class Session:
             )
             return
         self._info = attrs.evolve(self.info, status="ended")
-        self._cache_write("mark the session ended", lambda c: c.mark_ended(self.session_id))
+        self._resolved = self._cache_write(
+            "mark the session ended", lambda c: c.mark_ended(self.session_id)
+        )
         if interrupted is not None and block_exc is None:
             raise interrupted
+
+    def _within(self, deadline: float) -> PdffillrClient:
+        """The client, with ``deadline`` seconds for a whole call (retries included)."""
+        timeout = self._client.timeout
+        total = deadline if timeout.total is None else min(timeout.total, deadline)
+        return self._client._with_timeout(attrs.evolve(timeout, total=total))
 
     # -- operations -----------------------------------------------------------------------------
 
@@ -320,7 +372,9 @@ class Session:
         self._client.sessions.end(self.session_id)
         self._state = _CLOSED
         self._info = attrs.evolve(self.info, status="ended")
-        self._cache_write("mark the session ended", lambda c: c.mark_ended(self.session_id))
+        self._resolved = self._cache_write(
+            "mark the session ended", lambda c: c.mark_ended(self.session_id)
+        )
 
     # -- helpers ----------------------------------------------------------------------------------
 
@@ -347,30 +401,30 @@ class Session:
             "mirror the history", lambda c: c.mirror_history(self.session_id, entries)
         )
 
-    def _cache_write(self, what: str, write: Any) -> None:
+    def _cache_write(self, what: str, write: Any) -> bool:
+        """Run a cache write; a failure is logged, never raised. Returns whether it was made."""
         if self._cache is None:
-            return
+            return False
         try:
             write(self._cache)
         except Exception as exc:
             logger.warning("history cache: could not %s: %s", what, exc)
+            return False
+        return True
 
     @property
     def _owner_name(self) -> str | None:
         return None if self._owner is None else self._owner.name
 
-    def _release_owner(self) -> None:
-        """Let go of the owner lock: the block is done with the session (or never got one)."""
-        owner, self._owner = self._owner, None
-        if owner is not None:
-            try:
-                owner.release(resolved=False)
-            except Exception as exc:  # the lock dies with its connection anyway
-                logger.warning("could not release the owner lock %s: %s", owner.name, exc)
+    def _release_owner(self, *, resolved: bool) -> None:
+        """Let go of the owner lock: the block is done with the session (or never got one).
+        ``resolved``: no record of it is left for reap (its lock file is deleted too)."""
+        if self._owner is not None:
+            self._owner.release(resolved=resolved)
 
     def _end_quietly(self) -> None:
         try:
-            self._client.sessions.end(self.session_id)
+            self._within(END_DEADLINE).sessions.end(self.session_id)
         except PdffillrError as exc:
             logger.error("could not end session %s: %s", self.session_id, exc)
 
@@ -390,15 +444,18 @@ class Session:
 def _open_cache(client: PdffillrClient, cache: CacheArg) -> tuple[HistoryCache | None, bool]:
     from .cache import open_cache  # lazy: `import pdffillr_sessions` stays light
 
-    return open_cache(cache, client.key_scope)
+    return open_cache(cache, client.key_scope, server=client.server)
 
 
 def _definitely_not_created(exc: BaseException) -> bool:
-    """True when a failed create surely made nothing upstream (a 4xx or a local refusal).
+    """True when a failed create surely made nothing upstream: a 4xx, a local refusal, or a
+    connection that no attempt ever opened (refused, DNS failure: ``request_sent`` False).
 
-    After a connection error, a timeout or a 5xx the server may have acted: the intent stays, so
-    ``reap`` can replay the create with the same key and end what it finds.
+    After a timeout, a reset, a 5xx or an interrupt the server may have acted: the intent stays,
+    so ``reap`` can replay the create with the same key and end what it finds.
     """
-    if isinstance(exc, (APIConnectionError, InternalServerError)):
+    if isinstance(exc, APIConnectionError):
+        return not exc.request_sent
+    if isinstance(exc, InternalServerError):
         return False
     return isinstance(exc, PdffillrError)

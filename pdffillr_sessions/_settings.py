@@ -69,6 +69,11 @@ class ConfiguredClient(Generic[HttpT]):
         return self._config.key_scope
 
     @property
+    def server(self) -> str:
+        """Which server cached rows are recorded for: the normalised ``base_url``."""
+        return self._config.server
+
+    @property
     def closed(self) -> bool:
         return self._http.is_closed
 

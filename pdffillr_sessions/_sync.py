@@ -95,6 +95,8 @@ def sync(
     ``cache`` is what ``Session`` takes (None: the default file, a path, a ``HistoryCache``).
     Raises ``NotFoundError`` (before writing anything) if a requested id is not listed under
     the key. The server is asked first: an unreachable server leaves no new cache file behind.
+    Rows of another server are never touched: a listed id the cache holds for another server
+    is another session, and is left out (ids are the server's own).
     """
     if cache is False:
         raise ConfigurationError("sync needs a cache: cache=False turns mirroring off")
@@ -104,9 +106,11 @@ def sync(
     listed = _select(all_listed, session_ids)
     from .cache import open_cache
 
-    opened, owned = open_cache(cache, client.key_scope)
+    opened, owned = open_cache(cache, client.key_scope, server=client.server)
     assert opened is not None  # cache is not False
     try:
+        taken = opened.other_servers_session_ids()
+        listed = [info for info in listed if info.session_id not in taken]
         before = {s.session_id: s for s in opened.sessions()}
         plan = plan_sync(before, listed)
         opened.upsert_sessions(listed)

@@ -470,12 +470,13 @@ def sync(
     default="1h",
     callback=_duration_callback,
     show_default=True,
-    help="Only sessions opened (or creates recorded) longer ago than this; 0 = all of them.",
+    help="Records with no owner lock (written by older versions) only if recorded longer ago "
+    "than this; 0 = all of them.",
 )
 @click.option(
     "--include-live",
     is_flag=True,
-    help="Also end sessions whose opening process is still running on this host.",
+    help="Also end sessions whose with-block is still running (it holds its owner lock).",
 )
 @_base_url_option
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
@@ -490,20 +491,21 @@ def reap(
 ) -> None:
     """End the sessions this machine opened and never saw ended (crashed or killed scripts).
 
-    Two kinds of leftovers, in the current key's scope only:
+    Two kinds of leftovers, in the current key's scope and on the current server only:
 
     \b
     - sessions a with-block opened and never ended ("open"), or failed to end ("end pending");
     - creates whose reply was lost: the create is replayed with the same Idempotency-Key (the
       server answers with the session it made, or makes it now), then that session is ended.
 
-    An open session whose opening process is still running on this host (its recorded pid is
-    alive) is skipped as "live", whatever --older-than says, unless --include-live is given:
-    ending a running script's session makes its next send fail. For sessions opened elsewhere
-    (or before the opener was recorded) the cache cannot tell a killed script from a running
-    one, so --older-than (default 1h) leaves recent ones alone. Pass --older-than 0 right after
-    a crash to reap everything now. "End pending" sessions are always reaped: their with-block
-    has already exited.
+    A with-block holds an OS lock while it runs, which the kernel releases when its process
+    dies. reap takes that lock: if it can, the block's process has exited and its records are
+    dealt with at once; if it cannot, the block is still running and is left alone ("live"),
+    whatever --older-than says, unless --include-live is given (ending a running script's
+    session makes its next send fail). Only records with no lock (written by older versions)
+    fall back to --older-than (default 1h). "End pending" sessions are always reaped: their
+    with-block has already exited. A 404 marks a session ended only if the cache recorded it
+    for this server.
 
     On a PostgreSQL cache (--db postgresql://...) every with-block, on any machine, holds an
     advisory lock while it runs: reap ends what a dead block left at once and never touches a

@@ -6,9 +6,12 @@
 * 8 processes writing one file at once (different sessions, the same session by mirror, the same
   session by append) lose nothing, duplicate nothing, and never raise "database is locked".
 * A file written by an OLDER schema (only ``m001``) is migrated in place on open (rows intact,
-  the new ``m002_opened_by`` columns NULL for old rows). A NEWER one is refused untouched: that
-  is ``test_cache.py::test_newer_schema_refused_untouched``, not repeated here.
-* ``m002_opened_by``: ``reap`` leaves alone a session whose opening process still runs here.
+  the columns of ``m002_opened_by`` and ``m004_server_and_owner_lock`` NULL for old rows). A
+  NEWER one is refused untouched: that is ``test_cache.py::test_newer_schema_refused_untouched``,
+  not repeated here.
+* Owner locks: ``reap`` leaves alone a session (or create intent) whose with-block still runs,
+  in another process or in its own, and ends at once one whose process has died (a zombie
+  included); records without a lock (older files) fall back to ``--older-than``.
 """
 
 from __future__ import annotations
@@ -31,8 +34,8 @@ import pytest
 from click.testing import CliRunner, Result
 
 from pdffillr_sessions import HistoryCache, PdffillrClient, Session
-from pdffillr_sessions._liveness import pid_alive as _pid_alive
 from pdffillr_sessions._models import HistoryEntry, parse_entry
+from pdffillr_sessions._owner import OwnerLock, Probe, lock_dir
 from pdffillr_sessions._scope import key_scope
 from pdffillr_sessions.cache import KNOWN_MIGRATIONS
 from pdffillr_sessions.cli import main
@@ -276,15 +279,17 @@ def test_an_older_cache_is_migrated_with_its_rows_intact(db: Path) -> None:
         old = cache.session("sess_old")
         assert old is not None and old.title == "old one" and old.local_state == "open"
         assert old.opened_pid is None and old.opened_host is None
+        assert old.server is None and old.owner_lock is None  # unknown server, no lock
         assert [e.id for e in cache.history("sess_old")] == ["e0", "e1"]
         assert [h.entry.id for h in cache.search("capital")] != []
         [intent] = cache.create_intents()
         assert intent.idempotency_key == "pfs_old_intent" and intent.opened_pid is None
+        assert intent.server is None and intent.owner_lock is None
         assert cache.integrity_check() == []
     migrated = sqlite3.connect(db)
     names = [r[0] for r in migrated.execute("SELECT name FROM _sqlite_migrations ORDER BY rowid")]
     migrated.close()
-    assert tuple(names) == KNOWN_MIGRATIONS  # m002 recorded once, after m001
+    assert tuple(names) == KNOWN_MIGRATIONS  # each recorded once, in order
     with HistoryCache(db, readonly=True) as reader:  # now current: read-only opens work
         assert reader.session("sess_old") is not None
 
@@ -352,13 +357,14 @@ def test_reap_leaves_a_running_scripts_session_alone(emulator: Emulator, db: Pat
         with HistoryCache(db, api_key=KEY) as cache:
             row = cache.session(sid)
             assert row is not None and row.opened_pid == proc.pid
-        data = json.loads(reap(emulator, db, "--older-than", "0").stdout)
-        [result] = data["results"]
-        assert (result["action"], result["live"], result["opened_pid"]) == (
-            "skipped",
-            True,
-            proc.pid,
-        )
+        for args in ((), ("--older-than", "0")):  # by default, and whatever its age
+            data = json.loads(reap(emulator, db, *args).stdout)
+            [result] = data["results"]
+            assert (result["action"], result["owner"], result["opened_pid"]) == (
+                "skipped",
+                "alive",
+                proc.pid,
+            )
         assert emulator.sessions(KEY)[0]["status"] == "active"
         # --include-live overrides it (the script's next call would then get a 409).
         forced = json.loads(reap(emulator, db, "--older-than", "0", "--include-live").stdout)
@@ -373,50 +379,79 @@ def test_reap_leaves_a_running_scripts_session_alone(emulator: Emulator, db: Pat
             proc.wait()
 
 
-def test_a_dead_or_foreign_opener_falls_back_to_older_than(emulator: Emulator, db: Path) -> None:
+def test_a_dead_owner_is_reaped_at_once_and_a_lockless_record_by_age(
+    emulator: Emulator, db: Path
+) -> None:
     with PdffillrClient(KEY, base_url=emulator.url, sleep=lambda s: None) as client:
-        a = client.sessions.create("dead opener")
-        b = client.sessions.create("other host")
-    with HistoryCache(db, api_key=KEY) as cache:
-        cache.record_opened(a)
-        cache.record_opened(b)
-    dead = subprocess.Popen([sys.executable, "-c", "pass"])
-    dead.wait()
-    conn = sqlite3.connect(db)
-    conn.execute(
-        "UPDATE sessions SET opened_pid = ? WHERE session_id = ?", (dead.pid, a.session_id)
-    )
-    conn.execute(
-        "UPDATE sessions SET opened_host = 'some-other-host' WHERE session_id = ?", (b.session_id,)
-    )
-    conn.commit()
-    conn.close()
-    young = json.loads(reap(emulator, db).stdout)  # default --older-than 1h
-    assert {(r["action"], r["live"]) for r in young["results"]} == {("skipped", False)}
+        a = client.sessions.create("its block died")
+        b = client.sessions.create("older version, no lock")
+        with HistoryCache(db, api_key=KEY, server=client.server) as cache:
+            lock = OwnerLock.acquire(db)
+            assert lock is not None
+            cache.record_opened(a, owner_lock=lock.name)
+            cache.record_opened(b)
+        lock.release(resolved=False)  # what the kernel does when its process dies
+    young = json.loads(reap(emulator, db).stdout)  # the default --older-than 1h
+    assert {r["session_id"]: (r["action"], r["owner"]) for r in young["results"]} == {
+        a.session_id: ("ended", "dead"),
+        b.session_id: ("skipped", "unknown"),
+    }
     done = json.loads(reap(emulator, db, "--older-than", "0").stdout)
-    assert sorted(r["action"] for r in done["results"]) == ["ended", "ended"]
+    assert [(r["session_id"], r["action"]) for r in done["results"]] == [(b.session_id, "ended")]
     assert {s["status"] for s in emulator.sessions(KEY)} == {"ended"}
 
 
-def test_a_zombie_opener_counts_as_dead() -> None:
-    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+HOLD_A_LOCK = textwrap.dedent(
+    """
+    import sys
+    from pdffillr_sessions._owner import OwnerLock
+    lock = OwnerLock.acquire(sys.argv[1])
+    print(lock.name, flush=True)
+    sys.stdin.readline()
+    """
+)
+
+
+def _is_zombie(pid: int) -> bool:
     try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rpartition(")")[2].split()[0] == "Z"
+
+
+def test_a_zombie_owner_counts_as_dead(db: Path) -> None:
+    db.parent.mkdir(parents=True, exist_ok=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", HOLD_A_LOCK, str(db)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        env=ENV,
+    )
+    try:
+        assert proc.stdout is not None and proc.stdin is not None
+        name = proc.stdout.readline().strip()
+        with Probe(db, name) as probe:
+            assert probe.liveness == "alive"
+        proc.stdin.write("\n")
+        proc.stdin.flush()
         deadline = time.monotonic() + 10
-        while _pid_alive(proc.pid) and time.monotonic() < deadline:
-            time.sleep(0.01)  # exited but not waited for: a zombie, which kill(0) still finds
-        assert not _pid_alive(proc.pid)
-        if Path(f"/proc/{proc.pid}").exists():
-            os.kill(proc.pid, 0)  # really a zombie: the /proc state check decided
+        while not _is_zombie(proc.pid) and time.monotonic() < deadline:
+            time.sleep(0.01)  # exited, not waited for: a zombie, whose pid kill(0) still finds
+        os.kill(proc.pid, 0)  # the pid still exists...
+        with Probe(db, name) as probe:
+            assert probe.liveness == "dead"  # ...but the kernel released its lock at exit
     finally:
         proc.wait()
-    assert _pid_alive(os.getpid())
-    assert not _pid_alive(0) and not _pid_alive(-1)
+    with Probe(db, None) as none, Probe(db, "../../etc/passwd") as hostile:
+        assert none.liveness == hostile.liveness == "unknown"  # no usable lock: by age
 
 
 def test_a_session_block_in_this_process_is_live(emulator: Emulator, db: Path) -> None:
     with PdffillrClient(KEY, base_url=emulator.url, sleep=lambda s: None) as client:
         with Session(client, cache=db) as s:
-            data = json.loads(reap(emulator, db, "--older-than", "0").stdout)
+            data = json.loads(reap(emulator, db).stdout)  # flock: its own process's reap too
             assert [(r["session_id"], r["live"]) for r in data["results"]] == [(s.session_id, True)]
             assert emulator.sessions(KEY)[0]["status"] == "active"
     assert emulator.sessions(KEY)[0]["status"] == "ended"
@@ -455,7 +490,7 @@ def test_reap_leaves_a_running_scripts_create_intent_alone(emulator: Emulator, d
     try:
         assert proc.stdout is not None and proc.stdin is not None
         assert proc.stdout.readline().strip() == "creating"
-        data = json.loads(reap(emulator, db, "--older-than", "0").stdout)
+        data = json.loads(reap(emulator, db).stdout)
         [result] = data["results"]
         assert (result["kind"], result["action"], result["live"]) == (
             "create_intent",
@@ -475,6 +510,7 @@ def test_reap_leaves_a_running_scripts_create_intent_alone(emulator: Emulator, d
     assert [(s["session_id"], s["status"]) for s in emulator.sessions(KEY)] == [(sid, "ended")]
     assert user_messages_in(emulator, sid) == ["after the create"]
     assert json.loads(reap(emulator, db, "--older-than", "0").stdout)["results"] == []
+    assert list(lock_dir(db).iterdir()) == []  # and no lock file
 
 
 def user_messages_in(emulator: Emulator, sid: str) -> list[str]:

@@ -18,6 +18,7 @@ import pytest
 from click.testing import CliRunner, Result
 
 from pdffillr_sessions import PdffillrClient, Session
+from pdffillr_sessions._owner import OwnerLock
 from pdffillr_sessions._scope import key_scope
 from pdffillr_sessions.cache import HistoryCache
 from pdffillr_sessions.cli import main, parse_duration, parse_since
@@ -485,14 +486,12 @@ def test_reap_ends_a_session_left_active_by_a_killed_script(
 
     monkeypatch.setenv("PDFFILLR_API_KEY", KEY)
     monkeypatch.setenv("PDFFILLR_BASE_URL", emulator.url)
-    # The default --older-than (1h) leaves a session this young alone: it could be running.
-    young = json.loads(run("reap", "--db", str(db), "--json").stdout)
-    assert [r["action"] for r in young["results"]] == ["skipped"]
-    dry = run("reap", "--db", str(db), "--older-than", "0", "--dry-run")
+    # Its with-block died (the kernel released its owner lock): reaped at once, by default.
+    dry = run("reap", "--db", str(db), "--dry-run")
     assert dry.exit_code == 0 and f"would end  {sid}" in dry.stdout
     assert emulator.sessions(KEY)[0]["status"] == "active"
 
-    result = run("reap", "--db", str(db), "--older-than", "0")
+    result = run("reap", "--db", str(db))
     assert result.exit_code == 0, result.output
     assert f"ended  {sid}" in result.stdout and KEY not in result.output
     assert [s["status"] for s in emulator.sessions(KEY)] == ["ended"]
@@ -504,19 +503,22 @@ def test_reap_ends_a_session_left_active_by_a_killed_script(
 def test_reap_recovers_a_create_whose_reply_was_lost(
     client: PdffillrClient, emulator: Any, db: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    with HistoryCache(db, api_key=KEY) as cache:
-        cache.record_create_intent("pfs_lost_reply_key", "lost reply")
+    with HistoryCache(db, api_key=KEY, server=client.server) as cache:
+        lock = OwnerLock.acquire(db)
+        assert lock is not None
+        cache.record_create_intent("pfs_lost_reply_key", "lost reply", owner_lock=lock.name)
     made = client.sessions.create("lost reply", idempotency_key="pfs_lost_reply_key")
     monkeypatch.setenv("PDFFILLR_API_KEY", KEY)
     monkeypatch.setenv("PDFFILLR_BASE_URL", emulator.url)
 
-    # Recorded by this (running) process: it may still be inside its create. Left alone.
+    # Its block still holds the lock: it may still be inside its create. Left alone.
     live = json.loads(run("reap", "--db", str(db), "--older-than", "0", "--json").stdout)
-    assert [(r["action"], r["live"]) for r in live["results"]] == [("skipped", True)]
+    assert [(r["action"], r["live"], r["owner"]) for r in live["results"]] == [
+        ("skipped", True, "alive")
+    ]
     assert len(emulator.sessions(KEY)) == 1 and emulator.sessions(KEY)[0]["status"] == "active"
-    data = json.loads(
-        run("reap", "--db", str(db), "--older-than", "0", "--include-live", "--json").stdout
-    )
+    lock.release(resolved=False)  # the block has exited: reaped at once, by default
+    data = json.loads(run("reap", "--db", str(db), "--json").stdout)
     assert [(r["kind"], r["action"], r["session_id"]) for r in data["results"]] == [
         ("create_intent", "ended", made.session_id)
     ]
@@ -534,7 +536,7 @@ def test_reap_marks_a_session_gone_upstream_and_reports_failures(
     from pdffillr_sessions import SessionInfo
 
     alive = client.sessions.create("alive")
-    with HistoryCache(db, api_key=KEY) as cache:
+    with HistoryCache(db, api_key=KEY, server=client.server) as cache:
         cache.record_opened(
             SessionInfo(
                 session_id="sess_gone",
@@ -544,7 +546,9 @@ def test_reap_marks_a_session_gone_upstream_and_reports_failures(
                 created_at=datetime.now(UTC),
             )
         )
-        cache.record_opened(alive)
+        lock = OwnerLock.acquire(db)
+        assert lock is not None
+        cache.record_opened(alive, owner_lock=lock.name)
     with HistoryCache(db, api_key="sk_another_key") as other:
         other.record_opened(
             SessionInfo(
@@ -559,9 +563,13 @@ def test_reap_marks_a_session_gone_upstream_and_reports_failures(
     monkeypatch.setenv("PDFFILLR_BASE_URL", emulator.url)
     emulator.add_fault("400:POST:/end$:times=1")  # the first end (of `alive`) fails
 
-    # Both were recorded as opened by this (running) test process: live, left alone.
-    live = json.loads(run("reap", "--db", str(db), "--older-than", "0", "--json").stdout)
-    assert [(r["action"], r["live"]) for r in live["results"]] == [("skipped", True)] * 2
+    # `alive` has a running block (its lock is held): left alone; `sess_gone` has no lock and
+    # is too young for the default --older-than.
+    live = json.loads(run("reap", "--db", str(db), "--json").stdout)
+    assert {r["session_id"]: (r["action"], r["owner"]) for r in live["results"]} == {
+        "sess_gone": ("skipped", "unknown"),
+        alive.session_id: ("skipped", "alive"),
+    }
     assert emulator.stats["requests"] == 1  # the create above, nothing else
     failed = run("reap", "--db", str(db), "--older-than", "0", "--include-live", "--json")
     assert failed.exit_code == 1
@@ -572,9 +580,10 @@ def test_reap_marks_a_session_gone_upstream_and_reports_failures(
     states = {s["session_id"]: s["local_state"] for s in pending}
     assert states == {"sess_gone": "ended", alive.session_id: "end_pending", "sess_other": "open"}
 
-    again = run("reap", "--db", str(db))  # end-pending: reaped whatever --older-than says
+    again = run("reap", "--db", str(db))  # end-pending: reaped whatever its lock says
     assert again.exit_code == 0 and f"ended  {alive.session_id}" in again.stdout
     assert emulator.sessions(KEY)[0]["status"] == "ended"
+    lock.release(resolved=True)
 
 
 def test_reap_without_a_cache_file(db: Path, monkeypatch: pytest.MonkeyPatch) -> None:

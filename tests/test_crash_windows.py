@@ -2,10 +2,12 @@
 
 Each test runs a real script in a subprocess that SIGKILLs itself at one point (the kill points
 are library methods wrapped by the script: nothing in the library knows about them), then looks
-at what the cache and the server hold, runs ``pdffillr-sessions reap --older-than 0`` and
-``sync`` (the "next run"), and checks that everything is recovered: nothing active upstream, no
-pending end, no create intent left, exactly as many sessions upstream as the script opened, and
-a cached history equal to the server's.
+at what the cache and the server hold, runs ``pdffillr-sessions reap`` with no options and
+``sync`` (the "next run"), and checks that everything is recovered at once (the dead script's
+owner lock was released by the kernel, so reap does not wait for ``--older-than``): nothing
+active upstream, no pending end, no create intent left, exactly as many sessions upstream as
+the script opened, and a cached history equal to the server's. (Every line of the same path,
+interrupted in process, is ``test_every_line.py``.)
 
 ======================================  ===================================  ===================
 window (killed ...)                     cache / upstream afterwards          recovered by reap
@@ -33,14 +35,11 @@ Every window is closed. What remains open (not closable on the client side):
 * A create intent is replayed with its recorded Idempotency-Key. A real server that EXPIRES
   idempotency keys (Stripe keeps them 24 h) turns a late replay into a NEW session: reap then
   ends that fresh one, and the session the dead script created stays active upstream, invisible
-  to the cache. Run ``reap`` soon after a crash, or ask the API for a list filter by key.
+  to the cache. Run ``reap`` soon after a crash (it no longer waits an hour to do so).
 * ``before_create_request``: reap cannot know the create was never sent, so its replay makes a
   session only to end it at once (harmless, but one create is spent).
-* A session (or create intent) is recognised as belonging to a running script by its recorded
-  pid and host (``m002_opened_by``); a with-block whose create failed for good releases its
-  intent to reap at once. A pid reused by an unrelated process after a crash makes reap skip that
-  session as "live" until ``--include-live`` (safe direction: a leak, never a wrongly ended
-  session). Sessions opened on another host fall back to ``--older-than``.
+* ``before_intent`` leaves an empty, unlocked lock file in ``<cache>.locks/`` that no record
+  names (harmless; nothing reads it).
 * Entries appended upstream by a send whose reply was lost AND whose process then died are not in
   the cache until the next ``sync`` (shown below): reap ends sessions, it does not mirror them.
 * A disk that loses the last committed transactions (``synchronous=NORMAL`` in WAL mode keeps the
@@ -63,6 +62,8 @@ import pytest
 from click.testing import CliRunner
 
 from pdffillr_sessions import HistoryCache
+from pdffillr_sessions._owner import lock_dir
+from pdffillr_sessions._scope import server_id
 from pdffillr_sessions.cli import main
 from pdffillr_sessions.emulator import Emulator
 
@@ -154,6 +155,7 @@ def test_crash_window(emulator: Emulator, tmp_path: Path, window: str) -> None:
     assert proc.returncode == -signal.SIGKILL, (proc.stdout, proc.stderr)
     assert "survived" not in proc.stdout
     n_intents, local_state, status, n_entries, n_after = EXPECTED[window]
+    server = server_id(emulator.url)
 
     # What the crash left behind.
     upstream = emulator.sessions(KEY)
@@ -164,6 +166,7 @@ def test_crash_window(emulator: Emulator, tmp_path: Path, window: str) -> None:
         if n_intents:
             assert intents[0].title == f"crash {window}"
             assert intents[0].opened_pid not in (None, os.getpid())  # the dead script's
+            assert intents[0].server == server and intents[0].owner_lock is not None
         rows = cache.sessions()
         if local_state is None:
             assert rows == []
@@ -171,17 +174,18 @@ def test_crash_window(emulator: Emulator, tmp_path: Path, window: str) -> None:
             [row] = rows
             assert row.session_id == upstream[0]["session_id"]
             assert row.local_state == local_state and row.opened_pid is not None
+            assert row.server == server and row.owner_lock is not None
             assert len(cache.history(row.session_id)) == n_entries
             assert row.opened_pid != os.getpid()
     if window == "create_reply":  # the create's key was sent and is what the intent recorded
         [create] = [r for r in emulator.request_log if r.method == "POST" and r.status == 200]
         assert create.idempotency_key == intents[0].idempotency_key
 
-    # Recovery: reap, then the next run's sync.
-    report = cli(emulator, db, "reap", "--older-than", "0")
+    # Recovery: reap with its defaults (the owner is dead: at once), then the next run's sync.
+    report = cli(emulator, db, "reap")
     assert all(r["action"] == "ended" for r in report["results"])
     assert len(report["results"]) == (0 if window == "before_intent" else 1)
-    assert not any(r.get("live") for r in report["results"])  # the killed pid is not running
+    assert all(r["owner"] == "dead" for r in report["results"])  # the kernel released its lock
     cli(emulator, db, "sync")
     upstream = emulator.sessions(KEY)
     assert len(upstream) == n_after  # a replayed create never made a second session
@@ -194,5 +198,7 @@ def test_crash_window(emulator: Emulator, tmp_path: Path, window: str) -> None:
             cached = [dict(e.raw) for e in cache.history(s["session_id"])]
             assert cached == emulator.history(KEY, s["session_id"])
         assert cache.integrity_check() == []
+    # Resolved records leave no lock file behind (before_intent: one no record names).
+    assert len(list(lock_dir(db).iterdir())) == (1 if window == "before_intent" else 0)
     # And a second reap finds nothing left.
     assert cli(emulator, db, "reap", "--older-than", "0")["results"] == []

@@ -28,6 +28,7 @@ from pdffillr_sessions import (
     reap,
     sync,
 )
+from pdffillr_sessions._owner import Liveness, OwnerLock, lock_dir
 from pdffillr_sessions._reap import decide_intent, decide_session
 from pdffillr_sessions._sync import plan_sync
 from pdffillr_sessions.cache import CreateIntent
@@ -223,48 +224,65 @@ def test_plan_sync_decides_from_counts_status_and_title() -> None:
 # -- reap --------------------------------------------------------------------------------------
 
 
-def _leave_open(client: PdffillrClient, db: Path, title: str) -> str:
-    """A session recorded as opened here and never ended (as after a SIGKILL)."""
+def _leave_open(
+    client: PdffillrClient, db: Path, title: str, *, owner: str = "dead"
+) -> tuple[str, OwnerLock | None]:
+    """A session recorded as opened here and never ended: by a with-block that died (``dead``:
+    its lock released, as after a SIGKILL), still runs (``alive``: the lock is returned, held),
+    or by an older version (``unknown``: no lock)."""
     info = client.sessions.create(title)
-    with HistoryCache(db, scope=client.key_scope) as cache:
-        cache.record_opened(info)
-    return info.session_id
+    with HistoryCache(db, scope=client.key_scope, server=client.server) as cache:
+        lock = None if owner == "unknown" else OwnerLock.acquire(cache.path)
+        cache.record_opened(info, owner_lock=None if lock is None else lock.name)
+    if lock is not None and owner == "dead":
+        lock.release(resolved=False)
+    return info.session_id, lock
 
 
-def test_reap_from_python_ends_what_was_left_open(
+def test_reap_from_python_ends_at_once_what_a_dead_block_left_open(
     client: PdffillrClient, emulator: Any, db: Path
 ) -> None:
-    sid = _leave_open(client, db, "left open")
-    dead = lambda pid, host: False  # noqa: E731 - the opener is known dead
+    sid, _ = _leave_open(client, db, "left open", owner="dead")
 
-    dry = reap(client, db, dry_run=True, older_than=timedelta(0), is_alive=dead)
+    dry = reap(client, db, dry_run=True)  # defaults: no older_than needed for a dead owner
     assert isinstance(dry, ReapReport) and dry.dry_run and dry.ok
-    assert [(o.kind, o.action, o.session_id) for o in dry.outcomes] == [
-        ("session", "would_end", sid)
+    assert [(o.kind, o.action, o.session_id, o.owner) for o in dry.outcomes] == [
+        ("session", "would_end", sid, "dead")
     ]
     assert emulator.sessions(KEY)[0]["status"] == "active"  # a dry run sends nothing
 
-    done = reap(client, db, older_than=timedelta(0), is_alive=dead)
+    done = reap(client, db)
     (outcome,) = done.outcomes
     assert outcome.action == "ended" and outcome.local_state == "open" and not outcome.live
     assert done.count("ended") == 1 and done.ok
     assert emulator.sessions(KEY)[0]["status"] == "ended"
     assert _cached(db)[sid].local_state == "ended"
+    assert list(lock_dir(db).iterdir()) == []  # resolved: its lock file is gone too
     assert reap(client, db, older_than=timedelta(0)).outcomes == ()
 
 
-def test_reap_skips_live_and_young_records_unless_told(client: PdffillrClient, db: Path) -> None:
-    sid = _leave_open(client, db, "running elsewhere")
-    alive = lambda pid, host: True  # noqa: E731
+def test_reap_never_ends_a_live_block_and_waits_for_lockless_records(
+    client: PdffillrClient, db: Path
+) -> None:
+    live_sid, lock = _leave_open(client, db, "running", owner="alive")
+    old_sid, _ = _leave_open(client, db, "older version", owner="unknown")
 
-    (young,) = reap(client, db, is_alive=lambda p, h: False).outcomes  # default: 1 h
-    assert young.action == "skipped" and "too recent" in (young.detail or "")
-    (live,) = reap(client, db, older_than=timedelta(0), is_alive=alive).outcomes
-    assert live.action == "skipped" and live.live
-    (forced,) = reap(
-        client, db, older_than=timedelta(0), include_live=True, is_alive=alive
-    ).outcomes
-    assert forced.action == "ended" and forced.session_id == sid
+    outcomes = {o.session_id: o for o in reap(client, db, older_than=timedelta(0)).outcomes}
+    assert outcomes[live_sid].action == "skipped" and outcomes[live_sid].live
+    assert outcomes[old_sid].action == "ended"  # no lock: by age, and 0 means now
+    (young,) = reap(client, db).outcomes  # the live one again, even by default
+    assert young.action == "skipped" and young.owner == "alive"
+    assert lock is not None and lock.held
+    (forced,) = reap(client, db, include_live=True).outcomes
+    assert forced.action == "ended" and forced.session_id == live_sid
+    lock.release(resolved=True)
+
+
+def test_a_lockless_record_waits_for_older_than(client: PdffillrClient, db: Path) -> None:
+    _leave_open(client, db, "older version", owner="unknown")
+    (young,) = reap(client, db).outcomes  # default: 1 h
+    assert young.action == "skipped" and young.owner == "unknown"
+    assert "too recent" in (young.detail or "")
 
 
 def test_reap_with_no_cache_file_creates_nothing(client: PdffillrClient, db: Path) -> None:
@@ -276,11 +294,16 @@ def test_reap_with_no_cache_file_creates_nothing(client: PdffillrClient, db: Pat
 def test_reap_replays_a_create_intent_with_its_key(
     client: PdffillrClient, emulator: Any, db: Path
 ) -> None:
-    with HistoryCache(db, scope=client.key_scope) as cache:
-        cache.record_create_intent("pfs_lost_reply_key", "lost reply")
+    with HistoryCache(db, scope=client.key_scope, server=client.server) as cache:
+        lock = OwnerLock.acquire(cache.path)
+        assert lock is not None
+        cache.record_create_intent("pfs_lost_reply_key", "lost reply", owner_lock=lock.name)
     client.sessions.create("lost reply", idempotency_key="pfs_lost_reply_key")  # the lost create
+    (live,) = reap(client, db).outcomes
+    assert live.action == "skipped" and live.live  # its block may still be inside the create
+    lock.release(resolved=False)  # the block exits (or dies)
 
-    (outcome,) = reap(client, db, older_than=timedelta(0), is_alive=lambda p, h: False).outcomes
+    (outcome,) = reap(client, db).outcomes
     assert outcome.kind == "create_intent" and outcome.action == "ended"
     assert outcome.idempotency_key == "pfs_lost_reply_key"
     assert [s["status"] for s in emulator.sessions(KEY)] == ["ended"]  # replayed, not duplicated
@@ -305,19 +328,28 @@ def test_decisions_are_pure_and_end_pending_is_always_ended() -> None:
         opened_pid=42,
     )
     before, after = NOW - timedelta(minutes=1), NOW + timedelta(minutes=1)
-    decide = decide_session
-    assert decide(base, cutoff=after, include_live=False, live=False).action == "would_end"
-    assert decide(base, cutoff=before, include_live=False, live=False).action == "skipped"
-    assert decide(base, cutoff=after, include_live=False, live=True).action == "skipped"
-    assert decide(base, cutoff=after, include_live=True, live=True).action == "would_end"
+
+    def decide(s: CachedSession, owner: Liveness, cutoff: datetime, live_too: bool = False) -> str:
+        return decide_session(s, owner=owner, cutoff=cutoff, include_live=live_too).action
+
+    assert decide(base, "unknown", after) == "would_end"  # no lock: by age
+    assert decide(base, "unknown", before) == "skipped"
+    assert decide(base, "dead", before) == "would_end"  # a dead owner: whatever its age
+    assert decide(base, "alive", after) == "skipped"  # a live one: never, whatever its age
+    assert decide(base, "alive", after, live_too=True) == "would_end"
     pending = attrs.evolve(base, local_state="end_pending")
-    assert decide(pending, cutoff=before, include_live=False, live=True).action == "would_end"
+    assert decide(pending, "alive", before) == "would_end"
 
     intent = CreateIntent(scope="x", idempotency_key="k", title=None, recorded_at=NOW)
-    young = decide_intent(intent, cutoff=before, include_live=False, live=False)
-    assert young.action == "skipped"
-    old = decide_intent(intent, cutoff=after, include_live=False, live=False)
-    assert old.action == "would_replay_and_end"
+    cases: list[tuple[Liveness, datetime, str]] = [
+        ("unknown", before, "skipped"),
+        ("unknown", after, "would_replay_and_end"),
+        ("dead", before, "would_replay_and_end"),
+        ("alive", after, "skipped"),
+    ]
+    for owner, cutoff, expected in cases:
+        got = decide_intent(intent, owner=owner, cutoff=cutoff, include_live=False)
+        assert got.action == expected, (owner, cutoff)
 
 
 # -- end ---------------------------------------------------------------------------------------
@@ -326,7 +358,7 @@ def test_decisions_are_pure_and_end_pending_is_always_ended() -> None:
 def test_end_sessions_ends_each_records_it_and_reports_unknown_ids(
     client: PdffillrClient, emulator: Any, db: Path
 ) -> None:
-    opened_here = _leave_open(client, db, "opened here")
+    opened_here, _ = _leave_open(client, db, "opened here")
     made_elsewhere = client.sessions.create("made by another tool").session_id
 
     report = end_sessions(client, [opened_here, "sess_unknown", made_elsewhere], db)
@@ -347,7 +379,7 @@ def test_end_sessions_ends_each_records_it_and_reports_unknown_ids(
 def test_end_sessions_keeps_a_failed_end_pending_for_reap(
     client: PdffillrClient, emulator: Any, db: Path
 ) -> None:
-    sid = _leave_open(client, db, "end fails")
+    sid, _ = _leave_open(client, db, "end fails")
     emulator.add_fault(Fault("status", status=503, method="POST", path=r"/end$", times=10))
     (outcome,) = end_sessions(client, [sid], db).outcomes
     assert outcome.action == "failed" and "503" in (outcome.detail or "")

@@ -427,3 +427,24 @@ def test_the_postgres_benchmark_runs_and_writes_its_section(pg_server: Any, tmp_
     assert text.startswith("# Benchmark results\n\n| 1 | sqlite rows |")
     rows = [line.split("|")[1].strip() for line in text.splitlines() if line.startswith("| P")]
     assert rows == ["P1a", "P1b", "P2", "P3"]
+
+
+def test_an_abandoned_block_releases_its_lock_when_collected(
+    pg_url: str, emulator: Emulator
+) -> None:
+    """A block whose exit never ran (its Session collected, as after an interrupt on the very
+    first line of ``__exit__``): its advisory lock goes with it, and reap ends it at once."""
+    import gc
+
+    with PdffillrClient(KEY, base_url=emulator.url, sleep=lambda s: None) as client:
+        s = Session(client, title="abandoned", cache=pg_url, handle_signals=False)
+        s.__enter__()
+        sid = s.session_id
+        with HistoryCache(pg_url, readonly=True) as cache:
+            lock = cache.session(sid).owner_lock  # type: ignore[union-attr]
+        del s
+        gc.collect()
+        wait_until_free(pg_url, lock, timeout=2.0)
+        (outcome,) = reap(client, pg_url).outcomes
+        assert (outcome.session_id, outcome.owner, outcome.action) == (sid, "dead", "ended")
+    assert statuses(emulator) == {sid: "ended"}

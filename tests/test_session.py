@@ -26,6 +26,7 @@ from pdffillr_sessions import (
     SessionEndedError,
     SessionStateError,
 )
+from pdffillr_sessions._client import SessionsResource
 from pdffillr_sessions.emulator import Emulator, Fault
 
 KEY = "sk_session_tests_SECRET_9f8e7d"
@@ -276,8 +277,10 @@ def test_the_cache_is_private_and_holds_no_byte_of_the_key(
         s.send("hello")
     assert stat.S_IMODE(db.stat().st_mode) == 0o600
     assert stat.S_IMODE(db.parent.stat().st_mode) == 0o700
-    for f in db.parent.iterdir():
-        assert KEY.encode() not in f.read_bytes(), f
+    locks = db.parent / "history.db.locks"  # owner locks: private, and empty once ended
+    assert stat.S_IMODE(locks.stat().st_mode) == 0o700 and list(locks.iterdir()) == []
+    for f in db.parent.rglob("*"):
+        assert f.is_dir() or KEY.encode() not in f.read_bytes(), f
 
 
 def test_a_cache_scoped_to_another_key_is_refused(client: PdffillrClient, db: Path) -> None:
@@ -339,12 +342,12 @@ def test_the_cached_message_count_follows_the_mirrored_history(
 def test_an_interrupt_during_the_final_mirror_still_ends_the_session(
     client: PdffillrClient, emulator: Emulator, db: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    def interrupted(session_id: str) -> list[Any]:
+    def interrupted(self: Any, session_id: str) -> list[Any]:
         raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt), Session(client, cache=db) as s:
         s.send("hello")
-        monkeypatch.setattr(client.sessions, "messages", interrupted)
+        monkeypatch.setattr(SessionsResource, "messages", interrupted)
     assert upstream(emulator, s.session_id)["status"] == "ended"
     with HistoryCache(db) as cache:
         assert cache.pending_ends() == []

@@ -11,6 +11,7 @@ import pytest
 
 from pdffillr_sessions import (
     AsyncPdffillrClient,
+    CacheError,
     ClientClosedError,
     HistoryCache,
     InvalidInputError,
@@ -130,3 +131,15 @@ def test_a_resumed_session_closes_its_own_cache(client: PdffillrClient, tmp_path
     s.close()  # idempotent
     with HistoryCache(tmp_path / "r.db") as cache:
         assert cache.history(info.session_id) == []
+
+
+def test_an_owner_lock_that_cannot_be_made_is_a_typed_error_and_nothing_is_sent(
+    client: PdffillrClient, emulator: Emulator, tmp_path: Path
+) -> None:
+    db = tmp_path / "history.db"
+    (tmp_path / "history.db.locks").write_text("not a directory")
+    with pytest.raises(CacheError, match="owner lock"), Session(client, cache=db):
+        pytest.fail("the block must not run")
+    with HistoryCache(db) as cache:
+        assert cache.create_intents() == []
+    assert emulator.request_log == []

@@ -17,16 +17,13 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 from contextlib import AbstractContextManager
-from typing import Any, Literal, Protocol
+from typing import Any, Protocol
 
+from .._owner import Liveness
 from ._location import Location, is_postgres_url
 from ._records import SearchHit
 
 __all__ = ["Backend", "Conn", "Cursor", "Liveness", "OwnerLock", "Probe", "open_backend"]
-
-#: ``alive``: a running with-block holds the record's lock (or another reap is working on it).
-#: ``dead``: nobody holds it: its owner has exited. ``unknown``: the record names no usable lock.
-Liveness = Literal["alive", "dead", "unknown"]
 
 
 class Cursor(Protocol):

@@ -60,10 +60,11 @@ def write_transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
     """``BEGIN IMMEDIATE`` ... ``COMMIT``, rolled back on any exception (Ctrl-C included).
 
     IMMEDIATE takes the write lock at once: a deferred transaction that upgrades later gets
-    SQLITE_BUSY without waiting for ``busy_timeout``.
+    SQLITE_BUSY without waiting for ``busy_timeout``. BEGIN is inside the ``try``: an interrupt
+    landing just after it must not leave the connection holding the write lock.
     """
-    conn.execute("BEGIN IMMEDIATE")
     try:
+        conn.execute("BEGIN IMMEDIATE")
         yield conn
     except BaseException:
         if conn.in_transaction:

@@ -98,8 +98,8 @@ def m001_initial_schema(db: Any) -> None:
 
 @migrations()
 def m002_opened_by(db: Any) -> None:
-    """Which process opened a session (or recorded a create intent): ``reap`` leaves it alone
-    while that process still runs on this host."""
+    """Which process opened a session (or recorded a create intent). Shown to people only
+    since ``m004_server_and_owner_lock``: ``reap`` asks the owner lock, never the pid."""
     for table in ("sessions", "create_intents"):
         db.execute(f"ALTER TABLE {table} ADD COLUMN opened_pid INTEGER")
         db.execute(f"ALTER TABLE {table} ADD COLUMN opened_host TEXT")
@@ -141,11 +141,11 @@ def m003_fts_hashsize(db: Any) -> None:
 @migrations()
 def m004_server_and_owner_lock(db: Any) -> None:
     """Which server (normalised base URL) a session or create intent belongs to, and the name
-    of the lock its owner (a running with-block) holds: ``reap`` asks that lock whether the
-    owner still runs (on PostgreSQL, a session-level advisory lock: ``_pg_locks``).
+    of the lock file its owner holds while it runs (``_owner``).
 
-    Rows written before this migration get NULL for both: their server is unknown and they have
-    no lock (``reap`` falls back to the opener's pid and ``--older-than``).
+    Rows written before this migration get NULL for both: their server is unknown (a 404 from
+    whatever server ``reap`` or ``end`` talks to never marks them gone; a successful end claims
+    them for that server) and they have no lock (``reap`` falls back to ``--older-than``).
     """
     for table in ("sessions", "create_intents"):
         db.execute(f"ALTER TABLE {table} ADD COLUMN server TEXT")

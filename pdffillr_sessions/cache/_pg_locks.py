@@ -37,6 +37,7 @@ import os
 import re
 import secrets
 import threading
+import weakref
 from typing import Any
 
 import psycopg
@@ -130,6 +131,9 @@ class PgOwnerLock:
         self._key = key
         self._lc: _LockConnection | None = lc
         self._pid = os.getpid()
+        # A block abandoned without its exit (its Session collected): unlocked then, as the
+        # file lock is closed then (``_owner``), so reap need not wait for the process to end.
+        self._on_collect = weakref.finalize(self, _unlock, lc, key, self._pid)
 
     @property
     def name(self) -> str:
@@ -175,18 +179,26 @@ class PgOwnerLock:
         """Unlock (``resolved`` is the flock backend's concern: nothing to delete here).
         Idempotent; in a forked child it does nothing."""
         lc, self._lc = self._lc, None
-        if lc is None or self._pid != os.getpid():
+        self._on_collect.detach()
+        if lc is None:
             return
-        try:
-            with lc.mutex:
-                lc.conn.execute("SELECT pg_advisory_unlock(%s)", (self._key,))
-        except psycopg.Error:
-            pass  # the connection is gone, and the lock with it
-        finally:
-            _done_with(lc)
+        _unlock(lc, self._key, self._pid)
 
     def __repr__(self) -> str:
         return f"<PgOwnerLock {self._name} {'held' if self.held else 'released'}>"
+
+
+def _unlock(lc: _LockConnection, key: int, pid: int) -> None:
+    """Release ``key`` on ``lc`` (never in a forked child: the lock is the parent's)."""
+    if pid != os.getpid():
+        return
+    try:
+        with lc.mutex:
+            lc.conn.execute("SELECT pg_advisory_unlock(%s)", (key,))
+    except psycopg.Error:
+        pass  # the connection is gone, and the lock with it
+    finally:
+        _done_with(lc)
 
 
 class PgProbe:

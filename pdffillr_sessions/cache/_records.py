@@ -37,12 +37,14 @@ class CachedSession:
     synced_at: datetime | None
     raw: Mapping[str, Any] = attrs.field(repr=False, factory=dict)
     #: The process that opened it here (``record_opened``); None for rows cached otherwise.
+    #: Shown to people; ``reap`` decides by ``owner_lock``, never by pid.
     opened_pid: int | None = None
     opened_host: str | None = None
-    #: The server it lives on (normalised base URL); None for rows that do not say.
+    #: The server it lives on (normalised base URL); None for rows written before servers were
+    #: recorded (``m004_server_and_owner_lock``), or by a cache opened without a server.
     server: str | None = None
-    #: The lock its with-block holds while it runs (``HistoryCache.acquire_owner``); None when
-    #: no block owns it, or the backend has no owner locks.
+    #: The lock its with-block holds while it runs (``HistoryCache.acquire_owner``: a lock file,
+    #: or on PostgreSQL an advisory lock); None when no block owns it.
     owner_lock: str | None = None
 
     @property
@@ -73,9 +75,9 @@ class CreateIntent:
     #: The process that recorded it (None for intents cached before ``m002_opened_by``).
     opened_pid: int | None = None
     opened_host: str | None = None
-    #: The server the create was sent to; None for intents that do not say.
+    #: The server the create was sent to; None for intents recorded before servers were.
     server: str | None = None
-    #: The lock its with-block holds while it runs; None for intents without one.
+    #: The lock file its with-block holds while it runs (``_owner``); None for older intents.
     owner_lock: str | None = None
 
 

@@ -18,6 +18,7 @@ __all__ = [
     "fts_query",
     "query_tokens",
     "scope_filter",
+    "server_filter",
 ]
 
 #: ``local_state IN {PENDING}``: opened here, end not confirmed.
@@ -38,10 +39,17 @@ INSERT_HISTORY = (
     "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 
+#: An upsert may update a row only when it is of the same server, or when either side does not
+#: say (a row written before servers were recorded, or a cache opened without a server). A row
+#: of another server is never touched: the same id there is another session.
+SAME_SERVER = (
+    "sessions.server IS NULL OR excluded.server IS NULL OR sessions.server = excluded.server"
+)
+
 UPSERT_SESSION = f"""
 INSERT INTO sessions (scope, session_id, title, status, message_count, created_at, ended_at,
-                      updated_at, synced_at, raw)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                      updated_at, synced_at, raw, server)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 ON CONFLICT (scope, session_id) DO UPDATE SET
     {_SERVER_FIELDS},
     local_state = CASE WHEN excluded.status = '{STATUS_ENDED}'
@@ -50,22 +58,25 @@ ON CONFLICT (scope, session_id) DO UPDATE SET
     local_error = CASE WHEN excluded.status = '{STATUS_ENDED}'
                         AND sessions.local_state IN {PENDING}
                        THEN NULL ELSE sessions.local_error END,
+    server = COALESCE(sessions.server, excluded.server),
     updated_at = excluded.updated_at,
     synced_at = excluded.synced_at
-WHERE sessions.title IS NOT excluded.title
+WHERE ({SAME_SERVER}) AND (
+      sessions.title IS NOT excluded.title
    OR sessions.status IS NOT excluded.status
    OR sessions.message_count IS NOT excluded.message_count
    OR sessions.created_at IS NOT excluded.created_at
    OR sessions.raw IS NOT excluded.raw
    OR (excluded.ended_at IS NOT NULL AND sessions.ended_at IS NOT excluded.ended_at)
    OR (excluded.status = '{STATUS_ENDED}' AND sessions.local_state IN {PENDING})
+   OR (sessions.server IS NULL AND excluded.server IS NOT NULL))
 """
 
 RECORD_OPENED = f"""
 INSERT INTO sessions (scope, session_id, title, status, message_count, created_at, ended_at,
                       local_state, opened_at, updated_at, synced_at, raw, opened_pid, opened_host,
-                      owner_lock)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                      server, owner_lock)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 ON CONFLICT (scope, session_id) DO UPDATE SET
     {_SERVER_FIELDS},
     local_state = CASE
@@ -79,8 +90,10 @@ ON CONFLICT (scope, session_id) DO UPDATE SET
     owner_lock = CASE WHEN sessions.opened_at IS NULL
                       THEN excluded.owner_lock ELSE sessions.owner_lock END,
     opened_at = COALESCE(sessions.opened_at, excluded.opened_at),
+    server = COALESCE(sessions.server, excluded.server),
     updated_at = excluded.updated_at,
     synced_at = excluded.synced_at
+WHERE {SAME_SERVER}
 """
 
 SESSION_SELECT = """
@@ -114,3 +127,11 @@ def scope_filter(scope: str | None, alias: str = "") -> tuple[str, tuple[str, ..
     if scope is None:
         return "TRUE", ()
     return f"{alias}scope = ?", (scope,)
+
+
+def server_filter(server: str | None, alias: str = "") -> tuple[str, tuple[str, ...]]:
+    """A WHERE clause restricting rows to ``server`` and to rows that do not say which server
+    they belong to (written before servers were recorded); None: every server."""
+    if server is None:
+        return "TRUE", ()
+    return f"({alias}server = ? OR {alias}server IS NULL)", (server,)

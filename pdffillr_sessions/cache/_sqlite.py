@@ -1,9 +1,8 @@
 """The SQLite backend of ``HistoryCache``: one local file (the default, embedded, no server).
 
 Opening and migrating is ``_connect``, FTS5 indexing ``_mirror``, search ``_search``, integrity
-``_integrity``; this module only puts them behind the ``_backend.Backend`` seam. SQLite has no
-lock that lives exactly as long as a process, so it offers no owner locks here: ``reap`` falls
-back to the opener's pid and host (``_liveness``).
+``_integrity``; this module only puts them behind the ``_backend.Backend`` seam. Its owner locks
+are the kernel's: a ``flock``ed file per with-block next to the cache (``_owner``).
 """
 
 from __future__ import annotations
@@ -15,7 +14,7 @@ from contextlib import contextmanager, suppress
 from pathlib import Path
 
 from . import _mirror, _sql
-from ._backend import Conn, OwnerLock, Probe, UnknownProbe
+from ._backend import Conn, OwnerLock, Probe
 from ._connect import connect, prepare, write_transaction
 from ._integrity import integrity_problems
 from ._location import Location
@@ -93,10 +92,14 @@ class SQLiteBackend:
         return size
 
     def acquire_owner(self) -> OwnerLock | None:
-        return None
+        from .._owner import OwnerLock as FileLock
+
+        return FileLock.acquire(self._path)
 
     def probe_owner(self, name: str | None) -> Probe:
-        return UnknownProbe()
+        from .._owner import Probe as FileProbe
+
+        return FileProbe(self._path, name)
 
     def close(self) -> None:
         self._sqlite.close()

@@ -11,6 +11,11 @@ and ``_pg_search``):
 
 * Rows are scoped by ``key_scope(api_key)``; the key itself is never stored. A scoped cache
   reads and writes only its scope; an unscoped cache reads the whole file and cannot write.
+* Sessions and create intents also record their ``server`` (``_scope.server_id``). A cache
+  opened for a server reads that server's rows and the rows that do not say (written before
+  servers were recorded), and never updates a row of another server; ``mark_gone`` (a 404)
+  applies only to rows recorded for this very server. A cache opened without a server (tests,
+  tools) sees and writes every server's rows, recording NULL for new ones.
 * WAL, ``busy_timeout`` 30 s, ``synchronous=NORMAL``. Every write transaction starts with
   ``BEGIN IMMEDIATE`` (a deferred transaction that later upgrades gets SQLITE_BUSY at once).
   Each public write is one transaction.
@@ -41,7 +46,7 @@ from typing import Any
 
 from .. import _contract
 from .._contract import LOCAL_END_PENDING, LOCAL_ENDED, LOCAL_OPEN
-from .._exceptions import ConfigurationError
+from .._exceptions import CacheError, ConfigurationError
 from .._models import HistoryEntry, SessionInfo
 from .._scope import key_scope
 from . import _location, _mirror, _sql
@@ -70,6 +75,7 @@ class HistoryCache:
         *,
         api_key: str | None = None,
         scope: str | None = None,
+        server: str | None = None,
         readonly: bool = False,
     ) -> None:
         if api_key is not None and scope is not None:
@@ -80,7 +86,9 @@ class HistoryCache:
             scope = key_scope(api_key)
         if scope is not None and (not isinstance(scope, str) or not scope):
             raise ConfigurationError("scope must be a non-empty string")
+        _check_server(server)
         self._scope = scope
+        self._server = server
         self._readonly = readonly
         self._owner = True
         self._lock = threading.RLock()
@@ -104,7 +112,7 @@ class HistoryCache:
 
     def _writable_scope(self) -> str:
         if self._readonly:
-            raise ConfigurationError(f"the cache at {self.path} is open read-only")
+            raise ConfigurationError(f"the cache at {self._path} is open read-only")
         if self._scope is None:
             raise ConfigurationError(
                 "this cache is unscoped (no api_key or scope): it can read every scope but "
@@ -114,6 +122,12 @@ class HistoryCache:
 
     def _scope_filter(self, alias: str = "") -> tuple[str, tuple[Any, ...]]:
         return _sql.scope_filter(self._scope, alias)
+
+    def _record_filter(self, alias: str = "") -> tuple[str, tuple[Any, ...]]:
+        """Sessions and create intents: this scope, and this server's rows (or unknown ones)."""
+        scope_sql, scope_args = _sql.scope_filter(self._scope, alias)
+        server_sql, server_args = _sql.server_filter(self._server, alias)
+        return f"{scope_sql} AND {server_sql}", (*scope_args, *server_args)
 
     def _scopes_with_history(self, conn: Conn) -> list[str]:
         """Every scope in the history table, by index skip-scan (cheap even on 1M rows)."""
@@ -133,7 +147,7 @@ class HistoryCache:
     @property
     def path(self) -> Path | str:
         """The cache file, or for PostgreSQL the URL as it may be shown (no password)."""
-        return self._path if isinstance(self._path, Path) else _location.display(self._path)
+        return self._path
 
     @property
     def is_postgres(self) -> bool:
@@ -142,6 +156,10 @@ class HistoryCache:
     @property
     def scope(self) -> str | None:
         return self._scope
+
+    @property
+    def server(self) -> str | None:
+        return self._server
 
     @property
     def readonly(self) -> bool:
@@ -156,17 +174,20 @@ class HistoryCache:
     def migrations_applied(self) -> tuple[str, ...]:
         return self._applied
 
-    def for_scope(self, scope: str) -> HistoryCache:
-        """A view of the same file and connection restricted to ``scope``.
+    def for_scope(self, scope: str, *, server: str | None = None) -> HistoryCache:
+        """A view of the same file and connection restricted to ``scope`` (and ``server``, when
+        given: see the module docstring).
 
         Closing a view does nothing: close the cache it came from.
         """
         if not isinstance(scope, str) or not scope:
             raise ConfigurationError("scope must be a non-empty string")
+        _check_server(server)
         view = object.__new__(HistoryCache)
         view._db = self._db
         view._path = self._path
         view._scope = scope
+        view._server = server if server is not None else self._server
         view._readonly = self._readonly
         view._owner = False
         view._lock = self._lock
@@ -187,13 +208,15 @@ class HistoryCache:
 
     def __repr__(self) -> str:
         mode = "readonly" if self._readonly else "rw"
-        return f"<HistoryCache {str(self.path)!r} scope={self._scope!r} {mode}>"
+        server = f" server={self._server!r}" if self._server is not None else ""
+        return f"<HistoryCache {str(self._path)!r} scope={self._scope!r}{server} {mode}>"
 
     # -- owner locks (liveness) --------------------------------------------------------------
 
     def acquire_owner(self) -> OwnerLock | None:
-        """A lock this process holds while a with-block runs, which the database releases when
-        the process dies (None where the backend has none: SQLite falls back to pids)."""
+        """A lock this process holds while a with-block runs, released by the kernel (SQLite:
+        a ``flock``ed file, ``_owner``) or the database server (PostgreSQL: an advisory lock,
+        ``_pg_locks``) when the process dies. None where the platform has no such lock."""
         return self._db.acquire_owner()
 
     def probe_owner(self, name: str | None) -> Probe:
@@ -207,13 +230,13 @@ class HistoryCache:
     def record_create_intent(
         self, idempotency_key: str, title: str | None, *, owner_lock: str | None = None
     ) -> None:
-        """Record, before sending it, a create request with its idempotency key, and the lock
-        its with-block holds while it runs (``acquire_owner``)."""
+        """Record, before sending it, a create request with its idempotency key, for this
+        cache's server, and the lock its with-block holds (``_owner``) while it runs."""
         scope = self._writable_scope()
         with self._write_txn() as conn:
             conn.execute(
                 "INSERT INTO create_intents (scope, idempotency_key, title, recorded_at, "
-                "opened_pid, opened_host, owner_lock) VALUES (?, ?, ?, ?, ?, ?, ?) "
+                "opened_pid, opened_host, server, owner_lock) VALUES (?, ?, ?, ?, ?, ?, ?, ?) "
                 "ON CONFLICT (scope, idempotency_key) DO NOTHING",
                 (
                     scope,
@@ -222,19 +245,9 @@ class HistoryCache:
                     now(),
                     os.getpid(),
                     socket.gethostname(),
+                    self._server,
                     owner_lock,
                 ),
-            )
-
-    def abandon_create_intent(self, idempotency_key: str) -> None:
-        """The create failed for good and its block exited: no running process owns the intent
-        any more (``reap`` then treats it by age alone, like any other leftover)."""
-        scope = self._writable_scope()
-        with self._write_txn() as conn:
-            conn.execute(
-                "UPDATE create_intents SET opened_pid = NULL, opened_host = NULL "
-                "WHERE scope = ? AND idempotency_key = ?",
-                (scope, idempotency_key),
             )
 
     def forget_create_intent(self, idempotency_key: str) -> bool:
@@ -248,7 +261,7 @@ class HistoryCache:
 
     def create_intents(self) -> list[CreateIntent]:
         """Recorded create intents, oldest first."""
-        where, args = self._scope_filter()
+        where, args = self._record_filter()
         with self._lock:
             rows = self._conn.execute(
                 "SELECT scope, idempotency_key, title, recorded_at, opened_pid, opened_host, "
@@ -283,12 +296,14 @@ class HistoryCache:
 
         ``owner_lock`` is the lock its with-block holds (``reap`` passes the dead intent's, so
         that a reap killed before the end still leaves a record the next reap ends at once).
+        ``CacheError`` if the id is already cached for another server (nothing is written: a
+        with-block then ends the session rather than run with one the cache does not hold).
         """
         scope = self._writable_scope()
         stamp = now()
         state = LOCAL_ENDED if info.status == _contract.STATUS_ENDED else LOCAL_OPEN
         with self._write_txn() as conn:
-            conn.execute(
+            cur = conn.execute(
                 _sql.RECORD_OPENED,
                 (
                     scope,
@@ -305,9 +320,15 @@ class HistoryCache:
                     json_text(info.raw),
                     os.getpid(),
                     socket.gethostname(),
+                    self._server,
                     owner_lock,
                 ),
             )
+            if cur.rowcount == 0:  # rolled back: the intent stays, for reap
+                raise CacheError(
+                    f"session id {info.session_id!r} is already cached for another server "
+                    f"than {self._server}: this cache cannot hold both (use another cache file)"
+                )
             if idempotency_key is not None:
                 conn.execute(
                     "DELETE FROM create_intents WHERE scope = ? AND idempotency_key = ?",
@@ -330,6 +351,7 @@ class HistoryCache:
                 stamp,
                 stamp,
                 json_text(i.raw),
+                self._server,
             )
             for i in infos
         ]
@@ -343,21 +365,22 @@ class HistoryCache:
         """The end request failed: remember it so that ``pending_ends`` retries it.
 
         A session unknown to the cache gets a placeholder row (status 'active').
-        An already ended session stays ended.
+        An already ended session stays ended; a row of another server is not touched.
         """
         scope = self._writable_scope()
         stamp = now()
+        server_sql, server_args = _sql.server_filter(self._server)
         with self._write_txn() as conn:
             cur = conn.execute(
                 "UPDATE sessions SET local_state = ?, local_error = ?, updated_at = ? "
-                "WHERE scope = ? AND session_id = ? AND local_state IS NOT ?",
-                (LOCAL_END_PENDING, error, stamp, scope, session_id, LOCAL_ENDED),
+                f"WHERE scope = ? AND session_id = ? AND local_state IS NOT ? AND {server_sql}",
+                (LOCAL_END_PENDING, error, stamp, scope, session_id, LOCAL_ENDED, *server_args),
             )
             if cur.rowcount == 0:
                 conn.execute(
                     "INSERT INTO sessions (scope, session_id, title, status, message_count, "
-                    "created_at, local_state, local_error, opened_at, updated_at, raw) "
-                    "VALUES (?, ?, NULL, ?, 0, ?, ?, ?, ?, ?, ?) "
+                    "created_at, local_state, local_error, opened_at, updated_at, raw, server) "
+                    "VALUES (?, ?, NULL, ?, 0, ?, ?, ?, ?, ?, ?, ?) "
                     "ON CONFLICT (scope, session_id) DO NOTHING",
                     (
                         scope,
@@ -369,13 +392,17 @@ class HistoryCache:
                         stamp,
                         stamp,
                         ENCODER.encode({"session_id": session_id}),
+                        self._server,
                     ),
                 )
 
     def mark_ended(self, session_id: str, info: SessionInfo | None = None) -> bool:
-        """The end was confirmed. Returns False if the session is not in the cache."""
+        """The end was confirmed (by this cache's server: a row that did not say which server
+        it belongs to is now recorded as that server's). Returns False if the session is not
+        in the cache for this server."""
         scope = self._writable_scope()
         stamp = now()
+        server_sql, server_args = _sql.server_filter(self._server)
         with self._write_txn() as conn:
             if info is not None:
                 conn.execute(
@@ -391,17 +418,67 @@ class HistoryCache:
                         stamp,
                         stamp,
                         json_text(info.raw),
+                        self._server,
                     ),
                 )
             cur = conn.execute(
                 "UPDATE sessions SET local_state = ?, local_error = NULL, status = ?, "
-                "ended_at = COALESCE(ended_at, ?), updated_at = ? "
-                "WHERE scope = ? AND session_id = ?",
-                (LOCAL_ENDED, _contract.STATUS_ENDED, stamp, stamp, scope, session_id),
+                "ended_at = COALESCE(ended_at, ?), updated_at = ?, "
+                "server = COALESCE(server, ?) "
+                f"WHERE scope = ? AND session_id = ? AND {server_sql}",
+                (
+                    LOCAL_ENDED,
+                    _contract.STATUS_ENDED,
+                    stamp,
+                    stamp,
+                    self._server,
+                    scope,
+                    session_id,
+                    *server_args,
+                ),
             )
             if cur.rowcount > 0:
                 _mirror.raise_message_count(conn, scope, session_id)
             return cur.rowcount > 0
+
+    def mark_gone(self, session_id: str) -> bool:
+        """This cache's server answered 404 for the session: it has nothing left to end, so the
+        row is recorded ended. Only a row recorded for this very server: a 404 from a server
+        that may be the wrong one (a row that does not say which server it is on) proves
+        nothing, and such a row is left as it is. Returns whether a row was marked."""
+        scope = self._writable_scope()
+        if self._server is None:
+            raise ConfigurationError("a 404 can only be recorded by a cache opened for a server")
+        stamp = now()
+        with self._write_txn() as conn:
+            cur = conn.execute(
+                "UPDATE sessions SET local_state = ?, local_error = NULL, status = ?, "
+                "ended_at = COALESCE(ended_at, ?), updated_at = ? "
+                "WHERE scope = ? AND session_id = ? AND server = ?",
+                (
+                    LOCAL_ENDED,
+                    _contract.STATUS_ENDED,
+                    stamp,
+                    stamp,
+                    scope,
+                    session_id,
+                    self._server,
+                ),
+            )
+            return cur.rowcount > 0
+
+    def other_servers_session_ids(self) -> set[str]:
+        """Ids this scope holds for servers other than this cache's (none without a server):
+        the same id on this server is another session, which ``sync`` leaves out."""
+        if self._server is None or self._scope is None:
+            return set()
+        with self._lock:
+            rows = self._conn.execute(
+                "SELECT session_id FROM sessions WHERE scope = ? AND server IS NOT NULL "
+                "AND server != ?",
+                (self._scope, self._server),
+            ).fetchall()
+        return {r[0] for r in rows}
 
     # -- writes: history ---------------------------------------------------------------------
 
@@ -480,7 +557,7 @@ class HistoryCache:
         since: datetime | None = None,
     ) -> list[CachedSession]:
         """Cached sessions, newest first (by created_at)."""
-        where, args = self._scope_filter("s.")
+        where, args = self._record_filter("s.")
         clauses, params = [where], list(args)
         if status is not None:
             clauses.append("s.status = ?")
@@ -502,7 +579,7 @@ class HistoryCache:
         return [session_from_row(r) for r in rows]
 
     def session(self, session_id: str) -> CachedSession | None:
-        where, args = self._scope_filter("s.")
+        where, args = self._record_filter("s.")
         with self._read_txn() as conn:
             row = conn.execute(
                 _sql.SESSION_SELECT
@@ -535,7 +612,7 @@ class HistoryCache:
 
     def pending_ends(self) -> list[CachedSession]:
         """Sessions opened here whose end is not confirmed (local_state open or end_pending)."""
-        where, args = self._scope_filter("s.")
+        where, args = self._record_filter("s.")
         with self._read_txn() as conn:
             rows = conn.execute(
                 _sql.SESSION_SELECT + f" WHERE {where} AND s.local_state IN {_sql.PENDING}"
@@ -593,7 +670,7 @@ class HistoryCache:
         with self._lock:
             size = self._db.size()
         return CacheStats(
-            path=str(self.path),
+            path=str(self._path),
             scope=self._scope,
             schema_version=self.schema_version,
             migrations=tuple(self._applied),
@@ -617,3 +694,8 @@ class HistoryCache:
         schema and the text-search column (``_pg.PostgresBackend.integrity_problems``)."""
         with self._lock:
             return self._db.integrity_problems()
+
+
+def _check_server(server: str | None) -> None:
+    if server is not None and (not isinstance(server, str) or not server):
+        raise ConfigurationError("server must be a non-empty string")
