@@ -7,8 +7,12 @@ someone ends it. ``Session`` creates one on entry and ends it on every exit (suc
 The cache is told about a create *before* it is sent (the intent and its Idempotency-Key), and
 about the session before the block runs, so that a process killed at any point leaves enough on
 disk for ``pdffillr-sessions reap`` to end what it opened. From before the intent is written
-until the end is recorded, the block holds an owner lock (``_owner``) that the kernel drops when
-the process dies: ``reap`` ends a dead block's session at once and never a running one's.
+until the end is recorded, the block holds an owner lock (``HistoryCache.acquire_owner``: a
+``flock``ed file, ``_owner``, or on PostgreSQL an advisory lock, ``cache._pg_locks``) that the
+kernel or the database drops when the process dies: ``reap`` ends a dead block's session at once
+and never a running one's. The block asks its lock before each send and attach: a PostgreSQL
+lock whose connection was cut makes it stop (``OwnerLockLostError``; its exit ends the session),
+since a reaper elsewhere may then end the session at any moment.
 
 SIGTERM and SIGHUP unwind the block like Ctrl-C (``_signals``); ``__exit__`` bounds its final
 mirror and its end with deadlines of their own (``FINAL_MIRROR_DEADLINE``, ``END_DEADLINE``),
@@ -39,11 +43,11 @@ from ._exceptions import (
     SessionStateError,
 )
 from ._models import HistoryEntry, SessionInfo
-from ._owner import OwnerLock
 from ._validation import validate_session_id, validate_title
 
 if TYPE_CHECKING:
     from .cache import CacheArg, HistoryCache
+    from .cache._backend import OwnerLock
 
 __all__ = ["Session"]
 
@@ -191,8 +195,8 @@ class Session:
             key = new_idempotency_key()
             if cache is not None:
                 # Locked before the intent is written, held until the end is recorded: reap
-                # learns from the kernel whether this block still runs.
-                self._owner = OwnerLock.acquire(cache.path)
+                # learns from the kernel (or the PostgreSQL server) whether this block runs.
+                self._owner = cache.acquire_owner()
                 # Written before the request: a crash between the server's reply and the next
                 # write leaves the intent, and its key lets `reap` replay the create and end it.
                 cache.record_create_intent(key, self._title, owner_lock=self._owner_name)
@@ -335,6 +339,8 @@ class Session:
     ) -> builtins.list[HistoryEntry]:
         with self._lock:
             self._require_open(verb)
+            if self._owner is not None:
+                self._owner.check()  # lost: a reaper may end it any moment; send nothing more
             try:
                 entries = call(self.session_id)
             except SessionEndedError:

@@ -264,3 +264,29 @@ def test_a_message_count_of_zero_does_not_freeze_a_session(
     )
     sync(client, db)
     assert ids_in(db, sid) == server_ids(emulator, sid) and len(ids_in(db, sid)) == 4
+
+
+# -- both backends ------------------------------------------------------------------------------
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def location(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """The same store on each backend: a file path or a fresh PostgreSQL database's URL."""
+    if request.param == "sqlite":
+        return str(tmp_path / "history.db")
+    return str(request.getfixturevalue("pg_url"))
+
+
+def test_the_mirror_converges_and_refuses_duplicates_on_both_backends(location: str) -> None:
+    server = [entry(f"e{i}") for i in range(6)]
+    with HistoryCache(location, scope="s") as cache:
+        cache.mirror_history("s1", server[:2])
+        cache.append_entries("s1", [server[4], server[5]])  # committed before...
+        cache.append_entries("s1", [server[2], server[3]])  # ...the earlier reply
+        assert [e.id for e in cache.history("s1")] == ["e0", "e1", "e4", "e5", "e2", "e3"]
+        with pytest.raises(ProtocolError, match="'e1' twice"):
+            cache.mirror_history("s1", [*server, entry("e1")])
+        assert cache.mirror_history("s1", server) == 0  # nothing new: only the order is fixed
+        assert [e.id for e in cache.history("s1")] == [e.id for e in server]
+        assert cache.mirror_history("s1", server) == 0
+        assert cache.integrity_check() == []

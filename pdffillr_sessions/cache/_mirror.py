@@ -26,12 +26,12 @@ New rows are indexed for full-text search in bulk, in the same transaction.
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Sequence
 
 from .._exceptions import ProtocolError
 from .._models import HistoryEntry
 from . import _sql
+from ._backend import Conn
 from ._rows import entry_rows
 
 __all__ = [
@@ -48,7 +48,7 @@ __all__ = [
 Tail = tuple[int, int, str | None]
 
 
-def tail(conn: sqlite3.Connection, scope: str, session_id: str) -> Tail:
+def tail(conn: Conn, scope: str, session_id: str) -> Tail:
     """(row count, max seq, id at max seq) of a session's cached history."""
     count, max_seq = conn.execute(
         "SELECT count(*), max(seq) FROM history WHERE scope = ? AND session_id = ?",
@@ -97,11 +97,11 @@ def refuse_duplicates(session_id: str, entries: Sequence[HistoryEntry]) -> None:
         )
 
 
-def max_rowid(conn: sqlite3.Connection) -> int:
+def max_rowid(conn: Conn) -> int:
     return int(conn.execute("SELECT coalesce(max(rowid), 0) FROM history").fetchone()[0])
 
 
-def index_new(conn: sqlite3.Connection, after_rowid: int) -> None:
+def index_new(conn: Conn, after_rowid: int) -> None:
     """Index every history row above ``after_rowid`` (one statement: faster than a trigger)."""
     conn.execute(
         "INSERT INTO history_fts (rowid, content) "
@@ -111,7 +111,7 @@ def index_new(conn: sqlite3.Connection, after_rowid: int) -> None:
 
 
 def merge(
-    conn: sqlite3.Connection, scope: str, session_id: str, entries: Sequence[HistoryEntry]
+    conn: Conn, scope: str, session_id: str, entries: Sequence[HistoryEntry]
 ) -> tuple[int, int]:
     """The slow path: insert unknown ids, then renumber every row to the server's order.
 
@@ -144,7 +144,7 @@ def merge(
     return max(cur.rowcount, 0), len(fixes)
 
 
-def raise_message_count(conn: sqlite3.Connection, scope: str, session_id: str) -> None:
+def raise_message_count(conn: Conn, scope: str, session_id: str) -> None:
     """Store ``sessions.message_count`` >= the entries cached for it.
 
     The contract makes ``message_count`` the number of history entries, and history is
@@ -161,7 +161,7 @@ def raise_message_count(conn: sqlite3.Connection, scope: str, session_id: str) -
     )
 
 
-def mark_mirrored(conn: sqlite3.Connection, scope: str, session_id: str, stamp: str) -> None:
+def mark_mirrored(conn: Conn, scope: str, session_id: str, stamp: str) -> None:
     """Record that the session's full history was just mirrored (``synced_at``)."""
     conn.execute(
         "UPDATE sessions SET synced_at = ? WHERE scope = ? AND session_id = ?",
@@ -169,7 +169,7 @@ def mark_mirrored(conn: sqlite3.Connection, scope: str, session_id: str, stamp: 
     )
 
 
-def needs_mark(conn: sqlite3.Connection, scope: str, session_id: str) -> bool:
+def needs_mark(conn: Conn, scope: str, session_id: str) -> bool:
     """Whether the session's row exists and was never marked mirrored since it changed."""
     row = conn.execute(
         "SELECT synced_at IS NULL FROM sessions WHERE scope = ? AND session_id = ?",

@@ -1,7 +1,13 @@
-"""``HistoryCache``: the local SQLite mirror of every session's history, readable offline.
+"""``HistoryCache``: the mirror of every session's history, readable offline.
 
-Design notes (opening and migrating is ``_connect``, the SQL ``_sql``, the row mapping ``_rows``,
-how a history lands in its table ``_mirror``, full-text search ``_search``):
+One store, two databases: an SQLite file (the default, embedded) or a PostgreSQL database (a
+``postgresql://`` URL, for many machines sharing one history). The store holds every decision;
+the backend (``_backend``: ``_sqlite`` or ``_pg``) only runs its statements in its dialect, makes
+transactions, indexes and searches the text, and provides the owner locks ``reap`` asks.
+
+Design notes (opening and migrating is ``_connect``/``_pg``, the SQL ``_sql``, the row
+mapping ``_rows``, how a history lands in its table ``_mirror``, full-text search ``_search``
+and ``_pg_search``):
 
 * Rows are scoped by ``key_scope(api_key)``; the key itself is never stored. A scoped cache
   reads and writes only its scope; an unscoped cache reads the whole file and cannot write.
@@ -34,7 +40,7 @@ import socket
 import sqlite3
 import threading
 from collections.abc import Iterable, Iterator, Sequence
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -45,13 +51,12 @@ from .._exceptions import CacheError, ConfigurationError
 from .._models import HistoryEntry, SessionInfo
 from .._scope import key_scope
 from .._secret import Secret
-from . import _mirror, _sql
-from ._connect import BUSY_TIMEOUT_S, connect, prepare, write_transaction
+from . import _location, _mirror, _sql
+from ._backend import Backend, Conn, OwnerLock, Probe, open_backend
+from ._connect import BUSY_TIMEOUT_S
 from ._errors import cache_error, typed_errors
-from ._integrity import integrity_problems
 from ._records import CachedSession, CacheStats, CreateIntent, SearchHit
 from ._rows import entry_rows, now, server_ended_at, session_from_row, ts
-from ._search import search
 from ._speedups import ENCODER, build_entries, gc_paused, json_text
 
 __all__ = ["HistoryCache"]
@@ -60,9 +65,11 @@ _fromiso = datetime.fromisoformat
 
 
 class HistoryCache:
-    """The local SQLite mirror of every session's history (see the module docstring)."""
+    """The mirror of every session's history: an SQLite file, or a PostgreSQL database when
+    ``path`` is a ``postgresql://`` URL (see the module docstring)."""
 
-    _conn: sqlite3.Connection
+    _db: Backend
+    _conn: Conn
     _lock: threading.RLock
     _owner: bool
 
@@ -86,49 +93,31 @@ class HistoryCache:
         if scope is not None and (not isinstance(scope, str) or not scope):
             raise ConfigurationError("scope must be a non-empty string")
         _check_server(server)
-        if path is None:
-            from .._paths import default_cache_path
-
-            path = default_cache_path()
-        self._path = Path(path).expanduser()
         self._scope = scope
         self._server = server
         self._readonly = readonly
         self._owner = True
         self._lock = threading.RLock()
         try:
-            self._conn = connect(self._path, readonly=readonly)
-        except sqlite3.Error as exc:
-            raise cache_error(self._path, exc, BUSY_TIMEOUT_S) from exc
-        try:
-            self._applied = prepare(self._conn, self._path, readonly=readonly)
-        except BaseException as exc:
-            self._conn.close()
-            if isinstance(exc, sqlite3.Error):
-                raise cache_error(self._path, exc, BUSY_TIMEOUT_S) from exc
-            raise
+            self._db = open_backend(_location.resolve(path), readonly=readonly)
+        except sqlite3.Error as exc:  # what the file checks before opening did not catch
+            raise cache_error(Path(str(_location.resolve(path))), exc, BUSY_TIMEOUT_S) from exc
+        self._path: _location.Location = self._db.location
+        self._conn = self._db.conn
+        self._applied = self._db.applied
 
     # -- plumbing ----------------------------------------------------------------------------
 
     @contextmanager
-    def _write_txn(self) -> Iterator[sqlite3.Connection]:
-        with self._lock, write_transaction(self._conn) as conn:
+    def _write_txn(self) -> Iterator[Conn]:
+        with self._lock, self._db.write_transaction() as conn:
             yield conn
 
     @contextmanager
-    def _read_txn(self) -> Iterator[sqlite3.Connection]:
+    def _read_txn(self) -> Iterator[Conn]:
         """A consistent snapshot for reads made of several statements."""
-        conn = self._conn
-        with self._lock:
-            if conn.in_transaction:
-                yield conn
-                return
-            try:
-                conn.execute("BEGIN")
-                yield conn
-            finally:
-                if conn.in_transaction:
-                    conn.execute("COMMIT")
+        with self._lock, self._db.read_transaction() as conn:
+            yield conn
 
     def _writable_scope(self) -> str:
         if self._readonly:
@@ -149,7 +138,7 @@ class HistoryCache:
         server_sql, server_args = _sql.server_filter(self._server, alias)
         return f"{scope_sql} AND {server_sql}", (*scope_args, *server_args)
 
-    def _scopes_with_history(self, conn: sqlite3.Connection) -> list[str]:
+    def _scopes_with_history(self, conn: Conn) -> list[str]:
         """Every scope in the history table, by index skip-scan (cheap even on 1M rows)."""
         if self._scope is not None:
             return [self._scope]
@@ -165,8 +154,13 @@ class HistoryCache:
     # -- properties --------------------------------------------------------------------------
 
     @property
-    def path(self) -> Path:
+    def path(self) -> Path | str:
+        """The cache file, or for PostgreSQL the URL as it may be shown (no password)."""
         return self._path
+
+    @property
+    def is_postgres(self) -> bool:
+        return not isinstance(self._path, Path)
 
     @property
     def scope(self) -> str | None:
@@ -199,6 +193,7 @@ class HistoryCache:
             raise ConfigurationError("scope must be a non-empty string")
         _check_server(server)
         view = object.__new__(HistoryCache)
+        view._db = self._db
         view._path = self._path
         view._scope = scope
         view._server = server if server is not None else self._server
@@ -212,7 +207,7 @@ class HistoryCache:
     def close(self) -> None:
         if self._owner:
             with self._lock:
-                self._conn.close()
+                self._db.close()
 
     def __enter__(self) -> HistoryCache:
         return self
@@ -227,6 +222,20 @@ class HistoryCache:
         server = getattr(self, "_server", None)
         shown = f" server={server!r}" if server is not None else ""
         return f"<HistoryCache {path!r} scope={getattr(self, '_scope', None)!r}{shown} {mode}>"
+
+    # -- owner locks (liveness) --------------------------------------------------------------
+
+    def acquire_owner(self) -> OwnerLock | None:
+        """A lock this process holds while a with-block runs, released by the kernel (SQLite:
+        a ``flock``ed file, ``_owner``) or the database server (PostgreSQL: an advisory lock,
+        ``_pg_locks``) when the process dies. None where the platform has no such lock."""
+        return self._db.acquire_owner()
+
+    def probe_owner(self, name: str | None) -> Probe:
+        """Whether the owner of a record (its ``owner_lock``) still runs; a ``dead`` probe holds
+        the lock until closed, so no other reaper works on the record meanwhile."""
+        with self._lock:
+            return self._db.probe_owner(name)
 
     # -- writes: create intents --------------------------------------------------------------
 
@@ -518,7 +527,7 @@ class HistoryCache:
             _mirror.refuse_duplicates(session_id, entries)
             with self._write_txn() as conn:
                 tail = _mirror.tail(conn, scope, session_id)
-                first_new = _mirror.max_rowid(conn)
+                first_new = self._db.max_rowid(conn)
                 inserted = 0
                 if not _mirror.prefix_ok(tail, entries):
                     inserted, _ = _mirror.merge(conn, scope, session_id, entries)
@@ -529,7 +538,7 @@ class HistoryCache:
                     )
                     inserted = max(cur.rowcount, 0)
                 if inserted:
-                    _mirror.index_new(conn, first_new)
+                    self._db.index_new(conn, first_new)
                     _mirror.raise_message_count(conn, scope, session_id)
                 _mirror.mark_mirrored(conn, scope, session_id, now())
                 return inserted
@@ -563,10 +572,10 @@ class HistoryCache:
                     fresh.append(e)
             if not fresh:
                 return 0
-            first_new = _mirror.max_rowid(conn)
+            first_new = self._db.max_rowid(conn)
             start = 1 if max_seq is None else int(max_seq) + 2  # the hole: not yet confirmed
             cur = conn.executemany(_sql.INSERT_HISTORY, entry_rows(scope, session_id, fresh, start))
-            _mirror.index_new(conn, first_new)
+            self._db.index_new(conn, first_new)
             # message_count is not raised here: one more dirty page per send (a sessions row)
             # was a third of a send's cache cost. Reads show max(message_count, entries), and
             # mark_ended / mirror_history store it.
@@ -633,16 +642,10 @@ class HistoryCache:
         self, query: str, *, limit: int = 20, session_id: str | None = None
     ) -> list[SearchHit]:
         """Full-text search of history contents, best first. Any string is safe."""
-        match = _sql.fts_query(query)
-        if not match or limit <= 0:
+        if limit <= 0:
             return []
-        try:
-            with self._read_txn() as conn:
-                return search(conn, match, int(limit), self._scope, session_id)
-        except sqlite3.OperationalError as exc:
-            if str(exc).startswith("fts5:"):
-                return []
-            raise
+        with self._lock:
+            return self._db.search(query, int(limit), self._scope, session_id)
 
     @typed_errors(server_data=False)
     def pending_ends(self) -> list[CachedSession]:
@@ -658,7 +661,7 @@ class HistoryCache:
 
     @typed_errors(server_data=False)
     def stats(self) -> CacheStats:
-        """Counts per status and scope, entries, file size, schema version, date range."""
+        """Counts per status, scope and opening host, entries, size, schema version, dates."""
         where, args = self._scope_filter()
         with self._read_txn() as conn:
             by_status = dict(
@@ -691,10 +694,20 @@ class HistoryCache:
             intents = conn.execute(
                 f"SELECT count(*) FROM create_intents WHERE {where}", args
             ).fetchone()[0]
-        size = 0
-        for suffix in ("", "-wal"):
-            with suppress(OSError):
-                size += os.stat(f"{self._path}{suffix}").st_size
+            by_host: dict[str, int] = {}
+            pending_by_host: dict[str, int] = {}
+            for host, opened, pending_here in conn.execute(
+                "SELECT opened_host, count(*), "
+                f"sum(CASE WHEN local_state IN {_sql.PENDING} THEN 1 ELSE 0 END) "
+                f"FROM sessions WHERE {where} AND opened_host IS NOT NULL "
+                "GROUP BY opened_host ORDER BY opened_host",
+                args,
+            ):
+                by_host[host] = int(opened)
+                if pending_here:
+                    pending_by_host[host] = int(pending_here)
+        with self._lock:
+            size = self._db.size()
         return CacheStats(
             path=str(self._path),
             scope=self._scope,
@@ -710,15 +723,18 @@ class HistoryCache:
             oldest_created_at=oldest,
             newest_created_at=newest,
             file_size=size,
+            sessions_by_host=by_host,
+            pending_by_host=pending_by_host,
         )
 
     @typed_errors(server_data=False)
     def integrity_check(self) -> list[str]:
-        """Problems found by ``PRAGMA integrity_check``, then by the FTS5 integrity check; empty
-        means sound. A read-only cache checks the index read-only, without a copy
-        (``_integrity``)."""
+        """Problems found by the database's own checks; empty means sound. SQLite: ``PRAGMA
+        integrity_check``, then the FTS5 check (read-only: checksums, never a copy; see
+        ``_integrity``). PostgreSQL: the schema and the text-search column
+        (``_pg.PostgresBackend.integrity_problems``)."""
         with self._lock:
-            return integrity_problems(self._conn, self._path, readonly=self._readonly)
+            return self._db.integrity_problems()
 
 
 def _check_server(server: str | None) -> None:
