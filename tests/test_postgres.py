@@ -36,6 +36,7 @@ from pdffillr_sessions.cli import main
 from pdffillr_sessions.emulator import Emulator
 
 KEY = "sk_postgres_tests_SECRET_5d4e3f"
+PG_MIGRATIONS = ("p001_initial_schema", "p002_lean_history")
 OTHER_KEY = "sk_postgres_tests_OTHER_0a9b8c"
 
 HOSTILE = [
@@ -86,7 +87,7 @@ def location(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 def test_url_opens_postgres_and_stays_one_public_type(pg_url: str) -> None:
     with HistoryCache(pg_url, api_key=KEY) as cache:
         assert isinstance(cache, HistoryCache) and type(cache) is HistoryCache
-        assert cache.is_postgres and cache.migrations_applied == ("p001_initial_schema",)
+        assert cache.is_postgres and cache.migrations_applied == PG_MIGRATIONS
         assert isinstance(cache.for_scope("abc"), HistoryCache)
 
 
@@ -276,13 +277,12 @@ def _open_fresh(url: str) -> tuple[str, ...]:
 def test_four_processes_opening_a_fresh_database_migrate_once(pg_url: str) -> None:
     with multiprocessing.get_context("spawn").Pool(4) as pool:
         results = pool.map(_open_fresh, [pg_url] * 4)
-    assert results == [("p001_initial_schema",)] * 4
+    assert results == [PG_MIGRATIONS] * 4
     import psycopg
 
     with psycopg.connect(pg_url) as conn:
-        assert conn.execute("SELECT name FROM pdffillr_sessions.migrations").fetchall() == [
-            ("p001_initial_schema",)
-        ]
+        names = conn.execute("SELECT name FROM pdffillr_sessions.migrations ORDER BY seq")
+        assert tuple(r[0] for r in names.fetchall()) == PG_MIGRATIONS
 
 
 def _mirror_worker(url: str, worker: int) -> int:

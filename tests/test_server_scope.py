@@ -114,7 +114,10 @@ def test_reap_end_and_sync_against_another_server_change_nothing_in_the_cache(
     assert snapshot(db) == before
     assert cli(other, db, "sync").exit_code == 0  # adds the other server's session, only
     added = [row for row in snapshot(db)[0] if row not in before[0]]
-    assert [(row[2], row[-2]) for row in added] == [
+    conn = sqlite3.connect(db)
+    server_column = [r[1] for r in conn.execute("PRAGMA table_info(sessions)")].index("server")
+    conn.close()
+    assert [(row[2], row[server_column]) for row in added] == [
         ("the other server's own", server_id(other.url))
     ]
     with HistoryCache(db, api_key=KEY, server=server_id(emulator.url)) as cache:

@@ -89,10 +89,17 @@ class Backend(Protocol):
     applied: tuple[str, ...]
     #: How many migrations a current schema has (``schema_version`` is ``len(applied)``).
     known: tuple[str, ...]
+    #: Whether history rows are lean (``_lean``); a file read-only before its migration is not.
+    lean_history: bool
 
     def write_transaction(self) -> AbstractContextManager[Conn]: ...
 
     def read_transaction(self) -> AbstractContextManager[Conn]: ...
+
+    def stream(self, conn: Conn, sql: str, parameters: Any) -> Iterator[Any]:
+        """The rows of one query, fetched as they are consumed (not all at once); inside a
+        read transaction."""
+        ...
 
     def max_rowid(self, conn: Conn) -> int: ...
 

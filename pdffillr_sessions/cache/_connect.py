@@ -115,7 +115,7 @@ def _read_older_schema(conn: sqlite3.Connection, path: Path, applied: list[str])
         raise CacheError(f"{path} has a cache schema this version does not know")
     if not missing:
         return
-    from ._migrations import READ_COMPAT  # imports sqlite-utils: only when needed
+    from ._migrations import READ_COMPAT, READ_COMPAT_VALUES  # imports sqlite-utils: only now
 
     if not applied or any(name not in READ_COMPAT for name in missing):
         raise CacheError(
@@ -127,8 +127,8 @@ def _read_older_schema(conn: sqlite3.Connection, path: Path, applied: list[str])
         for table, new_columns in READ_COMPAT[name].items():
             added.setdefault(table, []).extend(new_columns)
     for table, columns in added.items():
-        nulls = ", ".join(f"NULL AS {column}" for column in columns)
-        conn.execute(f"CREATE TEMP VIEW {table} AS SELECT *, {nulls} FROM main.{table}")
+        values = ", ".join(f"{READ_COMPAT_VALUES.get(c, 'NULL')} AS {c}" for c in columns)
+        conn.execute(f"CREATE TEMP VIEW {table} AS SELECT t.*, {values} FROM main.{table} AS t")
 
 
 def _enable_wal(conn: sqlite3.Connection) -> None:

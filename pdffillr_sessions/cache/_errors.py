@@ -13,6 +13,7 @@ written.
 from __future__ import annotations
 
 import functools
+import inspect
 import sqlite3
 from collections.abc import Callable
 from pathlib import Path
@@ -57,6 +58,21 @@ def typed_errors(*, server_data: bool) -> Callable[[F], F]:
     """
 
     def decorate(method: F) -> F:
+        if inspect.isgeneratorfunction(method):
+
+            @functools.wraps(method)
+            def generator(self: Any, *args: Any, **kwargs: Any) -> Any:
+                try:
+                    return (yield from method(self, *args, **kwargs))
+                except sqlite3.Error as exc:
+                    from ._connect import BUSY_TIMEOUT_S
+
+                    raise cache_error(self.path, exc, BUSY_TIMEOUT_S) from exc
+                except UNSTORABLE as exc:
+                    raise unstorable(exc, server_data=server_data) from None
+
+            return generator  # type: ignore[return-value]
+
         @functools.wraps(method)
         def wrapper(self: Any, *args: Any, **kwargs: Any) -> Any:
             try:

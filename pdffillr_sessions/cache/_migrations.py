@@ -12,6 +12,7 @@ uses to recognise a file written by a newer version without importing this modul
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from sqlite_utils import Migrations
@@ -120,6 +121,18 @@ READ_COMPAT: dict[str, dict[str, tuple[str, ...]]] = {
         "sessions": ("server", "owner_lock"),
         "create_intents": ("server", "owner_lock"),
     },
+    # Counted from the history by the view (a read-only reader cannot store them); the raw
+    # column still holds whole objects, which the store reads as such (``_lean``).
+    "m005_lean_history": {"sessions": ("entry_count", "last_seq")},
+}
+
+#: What a read-only reader's view computes for a column it adds (``t`` is the table's row);
+#: NULL for any other.
+READ_COMPAT_VALUES: dict[str, str] = {
+    "entry_count": "(SELECT count(*) FROM main.history h "
+    "WHERE h.scope = t.scope AND h.session_id = t.session_id)",
+    "last_seq": "(SELECT max(h.seq) FROM main.history h "
+    "WHERE h.scope = t.scope AND h.session_id = t.session_id)",
 }
 
 
@@ -150,6 +163,68 @@ def m004_server_and_owner_lock(db: Any) -> None:
     for table in ("sessions", "create_intents"):
         db.execute(f"ALTER TABLE {table} ADD COLUMN server TEXT")
         db.execute(f"ALTER TABLE {table} ADD COLUMN owner_lock TEXT")
+
+
+#: Rows converted per statement by ``m005_lean_history`` (bounded memory on any file).
+_LEAN_BATCH = 2000
+
+
+@migrations()
+def m005_lean_history(db: Any) -> None:
+    """``history.raw`` keeps only what the other columns do not hold (``_lean``): the file was
+    3.7 times its text because every entry's content was stored twice. And each session keeps
+    the number of its history rows (``entry_count``) and their highest ``seq`` (``last_seq``),
+    written in the same transaction as the rows, so that listing sessions reads no history.
+
+    Every history row is rewritten (same rowid, same columns but ``raw``: the full-text index is
+    untouched), batch by batch. The freed space is reused by later writes; ``VACUUM`` returns
+    it to the file system at once. A session row inserted after history rows exist for it (a
+    history mirrored before the session was listed) gets its counts from the trigger.
+    """
+    from ._lean import WHOLE, encode
+
+    db.execute("ALTER TABLE sessions ADD COLUMN entry_count INTEGER NOT NULL DEFAULT 0")
+    db.execute("ALTER TABLE sessions ADD COLUMN last_seq INTEGER")
+    db.execute(
+        "UPDATE sessions SET "
+        f"entry_count = ({_COUNT_OF_ROW}), last_seq = ({_LAST_SEQ_OF_ROW})"
+    )
+    db.execute(
+        f"""CREATE TRIGGER sessions_entry_count AFTER INSERT ON sessions BEGIN
+            UPDATE sessions SET entry_count = ({_COUNT_OF_NEW}), last_seq = ({_LAST_SEQ_OF_NEW})
+            WHERE scope = new.scope AND session_id = new.session_id;
+        END"""
+    )
+    conn = db.conn
+    after = -1
+    while True:
+        rows = conn.execute(
+            "SELECT rowid, id, type, role, content, created_at, raw FROM history "
+            "WHERE rowid > ? ORDER BY rowid LIMIT ?",
+            (after, _LEAN_BATCH),
+        ).fetchall()
+        if not rows:
+            return
+        updates = []
+        for rowid, entry_id, type_, role, content, col, raw in rows:
+            try:
+                obj = json.loads(raw)
+            except (ValueError, RecursionError):
+                obj = None
+            if isinstance(obj, dict):
+                lean = encode(obj, entry_id, type_, role, content, col)
+            else:  # not an object: kept as it was (read back as an empty mapping, as before)
+                lean = WHOLE + raw
+            updates.append((lean, rowid))
+        conn.executemany("UPDATE history SET raw = ? WHERE rowid = ?", updates)
+        after = rows[-1][0]
+
+
+_HISTORY_OF = "FROM history h WHERE h.scope = {t}.scope AND h.session_id = {t}.session_id"
+_COUNT_OF_ROW = "SELECT count(*) " + _HISTORY_OF.format(t="sessions")
+_LAST_SEQ_OF_ROW = "SELECT max(h.seq) " + _HISTORY_OF.format(t="sessions")
+_COUNT_OF_NEW = "SELECT count(*) " + _HISTORY_OF.format(t="new")
+_LAST_SEQ_OF_NEW = "SELECT max(h.seq) " + _HISTORY_OF.format(t="new")
 
 
 def names() -> list[str]:

@@ -21,31 +21,160 @@ it decides cheaply, and what it refuses:
   the cache's index relies on it, and silently dropping one copy would make the cache disagree
   with the server without anyone knowing. ``sync`` reports such a session and goes on.
 
-New rows are indexed for full-text search in bulk, in the same transaction.
+* **Less work per entry.** A history arrives either as ``HistoryEntry`` values or as the
+  server's parsed JSON objects (``sync``: ``JsonHistory``), whose rows are built straight from
+  the objects (``_rows.json_entry_rows``), checked as ``parse_entry`` checks them. Only the rows
+  the cache lacks are built: on the fast path the cached prefix is neither rebuilt nor
+  re-checked (one id compared), and new ids are checked against each other and against the
+  cached ones by the index (a collision means the server's list is not an extension of ours:
+  the slow path, which checks everything, takes over).
+
+New rows are indexed for full-text search in bulk, in the same transaction, and the session's
+counts (``entry_count``, ``last_seq``) are written with them.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from typing import Any, Protocol
+
+import attrs
 
 from .._exceptions import ProtocolError
 from .._models import HistoryEntry
 from . import _sql
 from ._backend import Conn
-from ._rows import entry_rows
+from ._rows import entry_rows, json_entry_rows
 
 __all__ = [
+    "EntryHistory",
+    "Incoming",
+    "JsonHistory",
+    "Plan",
+    "apply",
     "duplicate_ids",
     "index_new",
     "max_rowid",
     "merge",
+    "plan",
     "prefix_ok",
-    "raise_message_count",
     "refuse_duplicates",
     "tail",
 ]
 
 Tail = tuple[int, int, str | None]
+Row = tuple[Any, ...]
+
+
+class Incoming(Protocol):
+    """A session's full history as the server listed it, oldest first."""
+
+    def __len__(self) -> int: ...
+
+    def id_at(self, position: int) -> object:
+        """The id at ``position`` as sent (None when that item has no usable id)."""
+        ...
+
+    def rows(self, scope: str, session_id: str, begin: int) -> Iterator[Row]:
+        """Rows of ``_sql.INSERT_HISTORY`` for positions ``begin``.. (``seq`` = position),
+        each checked (``ProtocolError`` for an item that is not a valid entry)."""
+        ...
+
+
+@attrs.frozen
+class EntryHistory:
+    """``HistoryEntry`` values (``HistoryCache.mirror_history``)."""
+
+    entries: Sequence[HistoryEntry]
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+    def id_at(self, position: int) -> object:
+        return self.entries[position].id
+
+    def rows(self, scope: str, session_id: str, begin: int) -> Iterator[Row]:
+        return entry_rows(scope, session_id, self.entries[begin:], begin)
+
+
+@attrs.frozen
+class JsonHistory:
+    """The server's parsed JSON list (``HistoryCache.mirror_history_json``): no ``HistoryEntry``
+    is built, and the items the cache holds are not looked at (but the last one's id)."""
+
+    items: Sequence[Any]
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def id_at(self, position: int) -> object:
+        item = self.items[position]
+        return item.get("id") if type(item) is dict else None
+
+    def rows(self, scope: str, session_id: str, begin: int) -> Iterator[Row]:
+        return json_entry_rows(scope, session_id, self.items, range(begin, len(self.items)))
+
+
+@attrs.frozen
+class Plan:
+    """What a mirror writes, built (and checked) before its transaction: the server's rows
+    from position ``begin`` on, appended after a dense prefix of ``begin`` rows, or (``merge``)
+    every row, merged with whatever the cache holds."""
+
+    tail: Tail
+    begin: int
+    rows: list[Row]
+    merge: bool
+
+
+def plan(scope: str, session_id: str, cached: Tail, incoming: Incoming) -> Plan:
+    """The rows to write given the cached ``tail`` (``ProtocolError`` for an invalid item or an
+    id listed twice, before anything is written)."""
+    if not prefix_ok(cached, incoming):
+        return merge_plan(scope, session_id, cached, incoming)
+    begin = cached[0]
+    rows = list(incoming.rows(scope, session_id, begin))
+    ids = [r[2] for r in rows]
+    if len(set(ids)) != len(ids):
+        refuse_duplicates(session_id, [incoming.id_at(i) for i in range(len(incoming))])
+    return Plan(tail=cached, begin=begin, rows=rows, merge=False)
+
+
+def merge_plan(scope: str, session_id: str, cached: Tail, incoming: Incoming) -> Plan:
+    rows = list(incoming.rows(scope, session_id, 0))
+    refuse_duplicates(session_id, [r[2] for r in rows])
+    return Plan(tail=cached, begin=0, rows=rows, merge=True)
+
+
+def apply(
+    conn: Conn, scope: str, session_id: str, todo: Plan, incoming: Incoming
+) -> tuple[int, int]:
+    """Write ``todo`` (inside the caller's write transaction, whose ``tail`` it was made for);
+    returns (rows inserted, rows the session holds now). The rows are dense afterwards."""
+    if not todo.merge and todo.begin and todo.rows and _any_cached(conn, scope, session_id, todo):
+        # A new id the cache already holds: the server's list is not an extension of ours.
+        todo = merge_plan(scope, session_id, todo.tail, incoming)
+    if todo.merge:
+        return merge(conn, scope, session_id, todo.rows)
+    inserted = 0
+    if todo.rows:
+        cur = conn.executemany(_sql.INSERT_HISTORY, todo.rows)
+        inserted = max(cur.rowcount, 0)
+    return inserted, todo.begin + len(todo.rows)
+
+
+def _any_cached(conn: Conn, scope: str, session_id: str, todo: Plan, chunk: int = 500) -> bool:
+    ids = [r[2] for r in todo.rows]
+    for i in range(0, len(ids), chunk):
+        part = ids[i : i + chunk]
+        hit = conn.execute(
+            f"SELECT 1 FROM history WHERE scope = ? AND session_id = ? "
+            f"AND id IN ({','.join('?' * len(part))}) LIMIT 1",
+            (scope, session_id, *part),
+        ).fetchone()
+        if hit is not None:
+            return True
+    return False
 
 
 def tail(conn: Conn, scope: str, session_id: str) -> Tail:
@@ -63,18 +192,17 @@ def tail(conn: Conn, scope: str, session_id: str) -> Tail:
     return count, max_seq, row[0] if row else None
 
 
-def prefix_ok(cached: Tail, entries: Sequence[HistoryEntry]) -> bool:
+def prefix_ok(cached: Tail, incoming: Incoming) -> bool:
     """Whether the cached rows are dense (0..n-1: laid out by a full mirror, in the server's
-    order) and end where ``entries[n-1]`` is: then they are the server's first n entries."""
+    order) and end where the server's item n-1 is: then they are the server's first n entries."""
     count, max_seq, last_id = cached
     if count == 0:
         return True
-    return count == max_seq + 1 and count <= len(entries) and entries[count - 1].id == last_id
+    return count == max_seq + 1 and count <= len(incoming) and incoming.id_at(count - 1) == last_id
 
 
-def duplicate_ids(entries: Sequence[HistoryEntry]) -> tuple[str, int, int] | None:
+def duplicate_ids(ids: Sequence[object]) -> tuple[object, int, int] | None:
     """The first id the list holds twice, with both positions; None when ids are unique."""
-    ids = [e.id for e in entries]
     if len(set(ids)) == len(ids):
         return None
     first: dict[str, int] = {}
@@ -85,9 +213,9 @@ def duplicate_ids(entries: Sequence[HistoryEntry]) -> tuple[str, int, int] | Non
     return None  # pragma: no cover - the set said there is one
 
 
-def refuse_duplicates(session_id: str, entries: Sequence[HistoryEntry]) -> None:
+def refuse_duplicates(session_id: str, ids: Sequence[object]) -> None:
     """``ProtocolError`` if the server's list holds an id twice (see the module docstring)."""
-    found = duplicate_ids(entries)
+    found = duplicate_ids(ids)
     if found is not None:
         entry_id, first, second = found
         raise ProtocolError(
@@ -110,13 +238,11 @@ def index_new(conn: Conn, after_rowid: int) -> None:
     )
 
 
-def merge(
-    conn: Conn, scope: str, session_id: str, entries: Sequence[HistoryEntry]
-) -> tuple[int, int]:
+def merge(conn: Conn, scope: str, session_id: str, rows: Sequence[Row]) -> tuple[int, int]:
     """The slow path: insert unknown ids, then renumber every row to the server's order.
 
-    ``entries`` holds no duplicate id (``refuse_duplicates`` ran). Returns (rows inserted,
-    rows renumbered).
+    ``rows`` are every row of the server's list (``seq`` = position), with no duplicate id
+    (``refuse_duplicates`` ran). Returns (rows inserted, rows the session holds now).
     """
     existing: dict[str, tuple[int, int]] = {
         r[0]: (r[1], r[2])
@@ -125,8 +251,8 @@ def merge(
             (scope, session_id),
         )
     }
-    order = {e.id: i for i, e in enumerate(entries)}
-    new = [e for e in entries if e.id not in existing]
+    order = {r[2]: r[3] for r in rows}
+    new = [r for r in rows if r[2] not in existing]
     # Cached ids the server no longer lists keep their relative order, after the rest.
     for entry_id in existing:
         if entry_id not in order:
@@ -138,34 +264,24 @@ def merge(
     ]
     if fixes:
         conn.executemany("UPDATE history SET seq = ? WHERE rowid = ?", fixes)
-    rows = entry_rows(scope, session_id, new, 0)
-    renumbered = ((*r[:3], order[r[2]], *r[4:]) for r in rows)
-    cur = conn.executemany(_sql.INSERT_HISTORY, renumbered)
-    return max(cur.rowcount, 0), len(fixes)
+    inserted = 0
+    if new:
+        cur = conn.executemany(_sql.INSERT_HISTORY, new)
+        inserted = max(cur.rowcount, 0)
+    return inserted, len(order)
 
 
-def raise_message_count(conn: Conn, scope: str, session_id: str) -> None:
-    """Store ``sessions.message_count`` >= the entries cached for it.
-
-    The contract makes ``message_count`` the number of history entries, and history is
-    append-only: once we hold N entries the server's count is at least N, so the row does not
-    keep showing the count it had at create time until the next sync.
-    """
-    (count,) = conn.execute(
-        "SELECT count(*) FROM history WHERE scope = ? AND session_id = ?", (scope, session_id)
-    ).fetchone()
+def record_counts(conn: Conn, scope: str, session_id: str, count: int, stamp: str | None) -> None:
+    """Write the session's counts after a full mirror left ``count`` dense rows (``last_seq``
+    is ``count - 1``), raise ``message_count`` to at least ``count`` (the contract makes it the
+    number of entries, and history only grows), and (``stamp``) record when the full history
+    was mirrored (``synced_at``)."""
+    last_seq = count - 1 if count else None
     conn.execute(
-        "UPDATE sessions SET message_count = ? "
-        "WHERE scope = ? AND session_id = ? AND message_count < ?",
-        (count, scope, session_id, count),
-    )
-
-
-def mark_mirrored(conn: Conn, scope: str, session_id: str, stamp: str) -> None:
-    """Record that the session's full history was just mirrored (``synced_at``)."""
-    conn.execute(
-        "UPDATE sessions SET synced_at = ? WHERE scope = ? AND session_id = ?",
-        (stamp, scope, session_id),
+        "UPDATE sessions SET entry_count = ?, last_seq = ?, synced_at = ?, "
+        "message_count = CASE WHEN message_count < ? THEN ? ELSE message_count END "
+        "WHERE scope = ? AND session_id = ?",
+        (count, last_seq, stamp, count, count, scope, session_id),
     )
 
 

@@ -20,6 +20,8 @@ the store's statements run through ``_pg_dialect.PgConn``. Choices, and why:
 
 from __future__ import annotations
 
+import itertools
+import json
 import os
 import weakref
 from collections.abc import Iterator
@@ -37,8 +39,16 @@ from .._exceptions import (
 )
 from ._backend import Conn, OwnerLock, Probe, UnknownProbe
 from ._location import Location, display
-from ._pg_dialect import PgConn, register_text_adapters
-from ._pg_schema import FTS_CHARS, MIGRATIONS, MIGRATIONS_TABLE, SCHEMA, known_migrations
+from ._pg_dialect import PgConn, register_text_adapters, translate, typed_error
+from ._pg_schema import (
+    FTS_CHARS,
+    LEAN_HISTORY,
+    LEAN_HISTORY_STEP,
+    MIGRATIONS,
+    MIGRATIONS_TABLE,
+    SCHEMA,
+    known_migrations,
+)
 from ._records import SearchHit
 
 __all__ = ["WRITE_LOCK", "PostgresBackend", "connect"]
@@ -46,6 +56,9 @@ __all__ = ["WRITE_LOCK", "PostgresBackend", "connect"]
 #: The transaction-level advisory lock every write takes (a constant of our own: the first 8
 #: bytes of sha256("pdffillr-sessions/write"), as a signed 64-bit integer).
 WRITE_LOCK = 0x2F1D_6A4C_93B0_57E1
+#: Rows fetched per round trip by ``stream`` (one history entry is ~1 KB).
+STREAM_BATCH = 2000
+_STREAMS = itertools.count(1)
 #: Seconds to wait for a connection before ``CacheConnectionError``.
 CONNECT_TIMEOUT_S = 10
 
@@ -153,6 +166,7 @@ class PostgresBackend:
             if readonly:
                 self._raw.execute("SET default_transaction_read_only = on")
             self.applied = self._prepare()
+            self.lean_history = LEAN_HISTORY in self.applied
         except psycopg.Error as exc:
             self._raw.close()
             raise CacheError(f"cannot use the PostgreSQL cache at {self.location}: {exc}") from None
@@ -219,7 +233,10 @@ class PostgresBackend:
                 if seq < len(applied):
                     continue
                 for statement in statements:
-                    self._raw.execute(statement)
+                    if statement == LEAN_HISTORY_STEP:
+                        self._lean_history_rows()
+                    else:
+                        self._raw.execute(statement)
                 self._raw.execute(
                     f"INSERT INTO {SCHEMA}.{MIGRATIONS_TABLE} (seq, name, applied_at) "
                     "VALUES (%s, %s, to_char(now() AT TIME ZONE 'UTC', "
@@ -227,6 +244,35 @@ class PostgresBackend:
                     (seq + 1, name),
                 )
             return tuple(self._applied_migrations())
+
+    def _lean_history_rows(self, batch: int = 2000) -> None:
+        """Rewrite every history row's ``raw`` as ``_lean`` makes it, batch by batch (the
+        migration's transaction; the same conversion as SQLite's ``m005_lean_history``)."""
+        from ._lean import WHOLE, encode
+
+        after = -1
+        while True:
+            rows = self._raw.execute(
+                f"SELECT rowid, id, type, role, content, created_at, raw FROM {SCHEMA}.history "
+                "WHERE rowid > %s ORDER BY rowid LIMIT %s",
+                (after, batch),
+            ).fetchall()
+            if not rows:
+                return
+            updates = []
+            for rowid, entry_id, type_, role, content, col, raw in rows:
+                try:
+                    obj = json.loads(raw)
+                except (ValueError, RecursionError):
+                    obj = None
+                if isinstance(obj, dict):
+                    lean = encode(obj, entry_id, type_, role, content, col)
+                else:
+                    lean = WHOLE + raw
+                updates.append((lean, rowid))
+            with self._raw.cursor() as cur:
+                cur.executemany(f"UPDATE {SCHEMA}.history SET raw = %s WHERE rowid = %s", updates)
+            after = rows[-1][0]
 
     # -- transactions --------------------------------------------------------------------------
 
@@ -249,6 +295,17 @@ class PostgresBackend:
 
     # -- full text: PostgreSQL indexes the generated ``fts`` column itself -----------------------
 
+    def stream(self, conn: Conn, sql: str, parameters: Any) -> Iterator[Any]:
+        """A server-side cursor (the read transaction is open), fetched ``STREAM_BATCH`` rows at
+        a time: psycopg's client-side cursors hold the whole result in memory."""
+        try:
+            with self._raw.cursor(name=f"pdffillr_stream_{next(_STREAMS)}") as cur:
+                cur.itersize = STREAM_BATCH
+                cur.execute(translate(sql), parameters)
+                yield from cur
+        except psycopg.Error as exc:
+            raise typed_error(exc) from None
+
     def max_rowid(self, conn: Conn) -> int:
         return 0
 
@@ -260,7 +317,7 @@ class PostgresBackend:
     ) -> list[SearchHit]:
         from ._pg_search import search
 
-        return search(self._raw, query, limit, scope, session_id)
+        return search(self._raw, query, limit, scope, session_id, lean=self.lean_history)
 
     # -- checks and sizes ----------------------------------------------------------------------
 

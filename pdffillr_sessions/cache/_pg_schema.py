@@ -21,13 +21,24 @@ version does not know is refused, never downgraded. Never edit a released migrat
 
 from __future__ import annotations
 
-__all__ = ["FTS_CHARS", "MIGRATIONS", "MIGRATIONS_TABLE", "SCHEMA", "known_migrations"]
+__all__ = [
+    "FTS_CHARS",
+    "LEAN_HISTORY",
+    "LEAN_HISTORY_STEP",
+    "MIGRATIONS",
+    "MIGRATIONS_TABLE",
+    "SCHEMA",
+    "known_migrations",
+]
 
 SCHEMA = "pdffillr_sessions"
 MIGRATIONS_TABLE = "migrations"
 #: Characters of an entry indexed for search: a tsvector is limited to 1 MB, which 100,000
 #: characters cannot exceed whatever the words.
 FTS_CHARS = 100_000
+
+#: Not SQL: where a migration rewrites every history row's ``raw`` in Python (``_lean``).
+LEAN_HISTORY_STEP = "-- lean history rows"
 
 _P001 = (
     f"""
@@ -90,9 +101,46 @@ _P001 = (
     """,
 )
 
-#: (name, statements), in order. p001 is SQLite's m001-m004 in one step (``server`` and
-#: ``owner_lock``: the server a row belongs to, and the advisory lock its owner holds).
-MIGRATIONS: tuple[tuple[str, tuple[str, ...]], ...] = (("p001_initial_schema", _P001),)
+#: SQLite's ``m005_lean_history``: the counts of each session's history rows, kept by the
+#: store's writes (and, for a session row inserted after its history, by the trigger), and
+#: ``history.raw`` made lean (``_lean``: ``lean_history`` below, run by ``_pg``).
+_P002 = (
+    f"ALTER TABLE {SCHEMA}.sessions ADD COLUMN entry_count BIGINT NOT NULL DEFAULT 0, "
+    "ADD COLUMN last_seq BIGINT",
+    f"""
+    UPDATE {SCHEMA}.sessions s SET entry_count = c.n, last_seq = c.last
+    FROM (SELECT scope, session_id, count(*) AS n, max(seq) AS last FROM {SCHEMA}.history
+          GROUP BY scope, session_id) c
+    WHERE s.scope = c.scope AND s.session_id = c.session_id
+    """,
+    f"""
+    CREATE FUNCTION {SCHEMA}.sessions_entry_count() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN
+        UPDATE {SCHEMA}.sessions SET
+            entry_count = (SELECT count(*) FROM {SCHEMA}.history h
+                           WHERE h.scope = NEW.scope AND h.session_id = NEW.session_id),
+            last_seq = (SELECT max(h.seq) FROM {SCHEMA}.history h
+                        WHERE h.scope = NEW.scope AND h.session_id = NEW.session_id)
+        WHERE scope = NEW.scope AND session_id = NEW.session_id;
+        RETURN NULL;
+    END
+    $$
+    """,
+    f"CREATE TRIGGER sessions_entry_count AFTER INSERT ON {SCHEMA}.sessions "
+    f"FOR EACH ROW EXECUTE FUNCTION {SCHEMA}.sessions_entry_count()",
+    LEAN_HISTORY_STEP,
+)
+
+#: (name, statements), in order; ``LEAN_HISTORY_STEP`` stands for the Python step that rewrites
+#: every history row's ``raw`` (``_pg.PostgresBackend``). p001 is SQLite's m001-m004 in one
+#: step (``server`` and ``owner_lock``: the server a row belongs to, and the advisory lock its
+#: owner holds); p002 is m005.
+MIGRATIONS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("p001_initial_schema", _P001),
+    ("p002_lean_history", _P002),
+)
+#: The first migration whose history rows are lean.
+LEAN_HISTORY = "p002_lean_history"
 
 
 def known_migrations() -> tuple[str, ...]:

@@ -29,7 +29,7 @@ from .._models import HistoryEntry
 from . import _sql
 from ._pg_schema import FTS_CHARS
 from ._records import SearchHit
-from ._speedups import LazyJSON
+from ._speedups import entry_raw
 
 __all__ = ["search", "tsquery"]
 
@@ -64,7 +64,10 @@ def search(
     limit: int,
     scope: str | None,
     session_id: str | None,
+    *,
+    lean: bool = True,
 ) -> list[SearchHit]:
+    """The best ``limit`` hits (``lean``: the history rows are ``_lean``'s)."""
     tokens = _sql.query_tokens(query)
     if not tokens:
         return []
@@ -101,7 +104,7 @@ def search(
                 role=r[4],
                 content=r[5],
                 created_at=_fromiso(r[6]),
-                raw=LazyJSON(r[7]),
+                raw=entry_raw((r[2], r[3], r[4], r[5], r[6], r[7]), lean=lean),
             ),
             scope=r[0],
             rank=float(r[8]),

@@ -12,11 +12,22 @@ from datetime import UTC, datetime
 from typing import Any
 
 from .._exceptions import ConfigurationError
-from .._models import HistoryEntry
+from .._models import HistoryEntry, parse_entry
 from ._records import CachedSession
-from ._speedups import LazyJSON, json_text
+from ._lean import encode
+from ._speedups import LazyEntryRaw, LazyJSON
 
-__all__ = ["dt", "entry_rows", "now", "server_ended_at", "session_from_row", "ts"]
+__all__ = [
+    "canonical_time",
+    "dt",
+    "entry_rows",
+    "json_entry_rows",
+    "lean_raw",
+    "now",
+    "server_ended_at",
+    "session_from_row",
+    "ts",
+]
 
 _fromiso = datetime.fromisoformat
 
@@ -79,12 +90,13 @@ def session_from_row(row: Sequence[Any]) -> CachedSession:
 def entry_rows(
     scope: str, session_id: str, entries: Iterable[HistoryEntry], start: int
 ) -> Iterator[tuple[Any, ...]]:
-    """Rows of ``_sql.INSERT_HISTORY``, ``seq`` numbered from ``start``."""
+    """Rows of ``_sql.INSERT_HISTORY``, ``seq`` numbered from ``start``; ``raw`` lean (``_lean``)."""
     for seq, e in enumerate(entries, start):
         if e.session_id != session_id:
             raise ConfigurationError(
                 f"entry {e.id!r} belongs to session {e.session_id!r}, not {session_id!r}"
             )
+        col = ts(e.created_at)
         yield (
             scope,
             session_id,
@@ -93,6 +105,87 @@ def entry_rows(
             e.type,
             e.role,
             e.content,
-            ts(e.created_at),
-            json_text(e.raw),
+            col,
+            lean_raw(e, col),
         )
+
+
+def lean_raw(e: HistoryEntry, col: str) -> str:
+    """The lean ``raw`` of an entry; an entry read back from the cache already has it."""
+    raw = e.raw
+    if type(raw) is LazyEntryRaw:
+        row = raw._row
+        if row[0] == e.id and row[1] == e.type and row[2] == e.role and row[3] == e.content:
+            if row[4] == col:
+                return row[5]
+    return encode(raw, e.id, e.type, e.role, e.content, col)
+
+
+def canonical_time(text: str) -> str | None:
+    """``ts`` of an ISO 8601 timestamp, or None if it is not one (or has no UTC time).
+
+    The common spellings (``Z`` with 0, 3 or 6 fraction digits) are padded as text: parsing and
+    formatting a datetime per entry was a tenth of a large mirror's cost.
+    """
+    try:
+        parsed = _fromiso(text)
+    except ValueError:
+        return None
+    if parsed.tzinfo is UTC and text[-1] == "Z" and text[4:5] == "-" and text[7:8] == "-":
+        if text[10:11] == "T" and text[13:14] == ":" and text[16:17] == ":":
+            n = len(text)
+            if n == 27 and text[19] == ".":
+                return text
+            if n == 24 and text[19] == ".":
+                return text[:23] + "000Z"
+            if n == 20:
+                return text[:19] + ".000000Z"
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=UTC)
+    try:
+        return ts(parsed)
+    except OverflowError:  # no UTC time exists for it (year 1 with a positive offset)
+        return None
+
+
+def json_entry_rows(
+    scope: str, session_id: str, items: Sequence[Any], positions: Iterable[int]
+) -> Iterator[tuple[Any, ...]]:
+    """Rows of ``_sql.INSERT_HISTORY`` built straight from the server's parsed JSON objects
+    ``items[i]`` for each ``i`` in ``positions`` (``seq`` = ``i``), with no ``HistoryEntry`` in
+    between. Accepts and refuses exactly what ``parse_entry`` does (a well-formed object is
+    checked with a few ``type()`` tests; anything else goes through ``parse_entry``, whose
+    ``ProtocolError`` names the position and the field)."""
+    for i in positions:
+        obj = items[i]
+        if type(obj) is dict:
+            entry_id = obj.get("id")
+            type_ = obj.get("type")
+            created = obj.get("created_at")
+            role = obj.get("role")
+            content = obj.get("content")
+            if (
+                type(entry_id) is str
+                and entry_id
+                and type(type_) is str
+                and type(created) is str
+                and (role is None or type(role) is str)
+                and (content is None or type(content) is str)
+            ):
+                col = canonical_time(created)
+                if col is not None:
+                    yield (
+                        scope,
+                        session_id,
+                        entry_id,
+                        i,
+                        type_,
+                        role,
+                        content,
+                        col,
+                        encode(obj, entry_id, type_, role, content, col),
+                    )
+                    continue
+        e = parse_entry(obj, session_id=session_id, what=f"history[{i}]")
+        col = ts(e.created_at)
+        yield (scope, session_id, e.id, i, e.type, e.role, e.content, col, lean_raw(e, col))

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from .._exceptions import CacheError
 
-__all__ = ["KNOWN_MIGRATIONS", "MIGRATION_SET", "applied_migrations"]
+__all__ = ["KNOWN_MIGRATIONS", "LEAN_HISTORY", "MIGRATION_SET", "applied_migrations"]
 
 MIGRATION_SET = "pdffillr_sessions"
 #: The migration names of ``_migrations.migrations``, in order.
@@ -20,7 +20,10 @@ KNOWN_MIGRATIONS: tuple[str, ...] = (
     "m002_opened_by",
     "m003_fts_hashsize",
     "m004_server_and_owner_lock",
+    "m005_lean_history",
 )
+#: The first migration whose history rows are lean (``_lean``): older files hold whole objects.
+LEAN_HISTORY = "m005_lean_history"
 
 
 def _user_tables(conn: sqlite3.Connection) -> set[str]:

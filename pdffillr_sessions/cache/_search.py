@@ -12,7 +12,7 @@ from typing import Any
 from .._models import HistoryEntry
 from . import _sql
 from ._records import SearchHit
-from ._speedups import LazyJSON
+from ._speedups import entry_raw
 
 __all__ = ["search"]
 
@@ -21,9 +21,16 @@ _fromiso = datetime.fromisoformat
 
 
 def search(
-    conn: sqlite3.Connection, match: str, limit: int, scope: str | None, session_id: str | None
+    conn: sqlite3.Connection,
+    match: str,
+    limit: int,
+    scope: str | None,
+    session_id: str | None,
+    *,
+    lean: bool = True,
 ) -> list[SearchHit]:
-    """The best ``limit`` hits of the FTS5 query ``match`` (scope None: every scope)."""
+    """The best ``limit`` hits of the FTS5 query ``match`` (scope None: every scope; ``lean``:
+    the history rows are ``_lean``'s)."""
     if session_id is None:
         # Rank and LIMIT inside the FTS query, then join only those rows. A scoped cache
         # over-fetches once in case other scopes' rows take some of the top places.
@@ -34,7 +41,7 @@ def search(
                 "WHERE history_fts MATCH ? ORDER BY rank LIMIT ?",
                 (match, fetch),
             ).fetchall()
-            hits = _hits(conn, rows, scope, None, limit)
+            hits = _hits(conn, rows, scope, None, limit, lean)
             if len(hits) >= limit or len(rows) < fetch:
                 return hits
     # Filtered: let SQLite join and rank every match of the scope / session.
@@ -50,7 +57,7 @@ def search(
         "ORDER BY history_fts.rank LIMIT ?",
         (match, *args, *extra, limit),
     ).fetchall()
-    return _hits(conn, rows, scope, session_id, limit)
+    return _hits(conn, rows, scope, session_id, limit, lean)
 
 
 def _hits(
@@ -59,8 +66,9 @@ def _hits(
     scope: str | None,
     session_id: str | None,
     limit: int,
+    lean: bool,
 ) -> list[SearchHit]:
-    entries = _entries_by_rowid(conn, [r[0] for r in rows], scope, session_id)
+    entries = _entries_by_rowid(conn, [r[0] for r in rows], scope, session_id, lean)
     out: list[SearchHit] = []
     for rowid, rank, snip in rows:
         found = entries.get(rowid)
@@ -74,7 +82,11 @@ def _hits(
 
 
 def _entries_by_rowid(
-    conn: sqlite3.Connection, rowids: list[int], scope: str | None, session_id: str | None
+    conn: sqlite3.Connection,
+    rowids: list[int],
+    scope: str | None,
+    session_id: str | None,
+    lean: bool,
 ) -> dict[int, tuple[str, HistoryEntry]]:
     if not rowids:
         return {}
@@ -102,7 +114,7 @@ def _entries_by_rowid(
                 role=r[5],
                 content=r[6],
                 created_at=_fromiso(r[7]),
-                raw=LazyJSON(r[8]),
+                raw=entry_raw((r[3], r[4], r[5], r[6], r[7], r[8]), lean=lean),
             ),
         )
     return out

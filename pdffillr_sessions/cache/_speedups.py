@@ -17,7 +17,15 @@ from typing import Any
 
 from .._models import HistoryEntry
 
-__all__ = ["LazyJSON", "build_entries", "gc_paused", "json_text"]
+__all__ = [
+    "LazyEntryRaw",
+    "LazyJSON",
+    "build_entries",
+    "entry_raw",
+    "gc_paused",
+    "iter_entries",
+    "json_text",
+]
 
 ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
 
@@ -40,25 +48,21 @@ _C_ENCODE = (
 _fromiso = datetime.fromisoformat
 
 
-class LazyJSON(Mapping[str, Any]):
-    """A read-only mapping over a JSON object's text, decoded on first access.
+class _Lazy(Mapping[str, Any]):
+    """A read-only mapping decoded on first access (``_load``): reads of a long history rarely
+    look at ``raw``, so it costs nothing until asked. ``dict(entry.raw)`` gives a plain dict."""
 
-    Reads of a long history rarely look at ``raw``, so it is decoded only when asked.
-    ``dict(entry.raw)`` gives a plain dict.
-    """
+    __slots__ = ("_data",)
 
-    __slots__ = ("_data", "_text")
+    _data: dict[str, Any] | None
 
-    def __init__(self, text: str) -> None:
-        self._text = text
-        self._data: dict[str, Any] | None = None
+    def _decode(self) -> dict[str, Any]:  # pragma: no cover - every subclass has its own
+        raise NotImplementedError
 
     def _load(self) -> dict[str, Any]:
         data = self._data
         if data is None:
-            loaded = json.loads(self._text)
-            data = loaded if isinstance(loaded, dict) else {}
-            self._data = data
+            data = self._data = self._decode()
         return data
 
     def __getitem__(self, key: str) -> Any:
@@ -77,7 +81,7 @@ class LazyJSON(Mapping[str, Any]):
         return self._load().get(key, default)
 
     def __eq__(self, other: object) -> bool:
-        if isinstance(other, LazyJSON):
+        if isinstance(other, LazyJSON) and isinstance(self, LazyJSON):
             return self._text == other._text or self._load() == other._load()
         if isinstance(other, Mapping):
             return self._load() == dict(other)
@@ -90,6 +94,37 @@ class LazyJSON(Mapping[str, Any]):
 
     def __reduce__(self) -> tuple[Any, ...]:
         return (dict, (self._load(),))
+
+
+class LazyJSON(_Lazy):
+    """A JSON object's text, decoded on first access (a session's ``raw``, and an entry's in
+    a file written before ``m005_lean_history``)."""
+
+    __slots__ = ("_text",)
+
+    def __init__(self, text: str) -> None:
+        self._text = text
+        self._data = None
+
+    def _decode(self) -> dict[str, Any]:
+        loaded = json.loads(self._text)
+        return loaded if isinstance(loaded, dict) else {}
+
+
+class LazyEntryRaw(_Lazy):
+    """An entry's server object, rebuilt on first access from its lean row (``_lean``): the
+    row ``(id, type, role, content, created_at, raw)`` as read."""
+
+    __slots__ = ("_row",)
+
+    def __init__(self, row: tuple[str, str, str | None, str | None, str, str]) -> None:
+        self._row = row
+        self._data = None
+
+    def _decode(self) -> dict[str, Any]:
+        from ._lean import decode
+
+        return decode(*self._row)
 
 
 def json_text(raw: Mapping[str, Any]) -> str:
@@ -107,7 +142,9 @@ def _setters(cls: type, names: Sequence[str]) -> tuple[Callable[[Any, Any], None
     no per-call attribute lookup); a field that is not a slot falls back to that."""
     out: list[Callable[[Any, Any], None]] = []
     for name in names:
-        descriptor: Any = cls.__dict__.get(name)
+        descriptor: Any = next(
+            (k.__dict__[name] for k in cls.__mro__ if name in k.__dict__), None
+        )
         if type(descriptor).__name__ == "member_descriptor":
             out.append(descriptor.__set__)
         else:  # pragma: no cover - attrs.frozen makes slotted classes
@@ -123,23 +160,29 @@ _ENTRY_SETTERS = _setters(
     HistoryEntry, ("id", "session_id", "type", "role", "content", "created_at", "raw")
 )
 _LAZY_SETTERS = _setters(LazyJSON, ("_text", "_data"))
+_LEAN_SETTERS = _setters(LazyEntryRaw, ("_row", "_data"))
+
+Row = tuple[str, str, str | None, str | None, str, str]
 
 
-def build_entries(
-    session_id: str, rows: Iterable[tuple[str, str, str | None, str | None, str, str]]
-) -> list[HistoryEntry]:
-    """``HistoryEntry`` values from ``(id, type, role, content, created_at, raw)`` rows.
+def iter_entries(session_id: str, rows: Iterable[Row], *, lean: bool) -> Iterator[HistoryEntry]:
+    """``HistoryEntry`` values from ``(id, type, role, content, created_at, raw)`` rows, one at
+    a time. ``lean``: ``raw`` is a lean row's (``_lean``), else the whole object's JSON.
 
     Sets the slots of each frozen instance directly instead of calling attrs' ``__init__`` (with
     ``gc_paused``, figure 4 of ``benchmarks/NOTES.md`` went from 0.32 to 0.63 of a raw select).
     """
     new = object.__new__
-    cls, lazy = HistoryEntry, LazyJSON
+    cls = HistoryEntry
     set_id, set_sid, set_type, set_role, set_content, set_created, set_raw = _ENTRY_SETTERS
-    set_text, set_data = _LAZY_SETTERS
-    out: list[HistoryEntry] = []
-    append = out.append
-    for entry_id, type_, role, content, created_at, raw in rows:
+    if lean:
+        lazy: type = LazyEntryRaw
+        set_source, set_data = _LEAN_SETTERS
+    else:
+        lazy = LazyJSON
+        set_source, set_data = _LAZY_SETTERS
+    for row in rows:
+        entry_id, type_, role, content, created_at, raw = row
         e = new(cls)
         set_id(e, entry_id)
         set_sid(e, session_id)
@@ -148,11 +191,20 @@ def build_entries(
         set_content(e, content)
         set_created(e, _fromiso(created_at))
         r = new(lazy)
-        set_text(r, raw)
+        set_source(r, row if lean else raw)
         set_data(r, None)
         set_raw(e, r)
-        append(e)
-    return out
+        yield e
+
+
+def entry_raw(row: Row, *, lean: bool) -> _Lazy:
+    """The lazy ``raw`` of one ``(id, type, role, content, created_at, raw)`` row."""
+    return LazyEntryRaw(row) if lean else LazyJSON(row[5])
+
+
+def build_entries(session_id: str, rows: Iterable[Row], *, lean: bool) -> list[HistoryEntry]:
+    """``iter_entries`` as a list (``history()``: call it with ``gc_paused``)."""
+    return list(iter_entries(session_id, rows, lean=lean))
 
 
 @contextmanager

@@ -99,15 +99,24 @@ ON CONFLICT (scope, session_id) DO UPDATE SET
 WHERE {SAME_SERVER}
 """
 
-#: The last column is the session's max(seq): rows that are not dense (count != max + 1) hold
-#: locally appended entries whose order a full mirror has not confirmed yet (``_mirror``).
+#: ``entry_count`` and ``last_seq`` (the session's max(seq)) are columns the writes keep in the
+#: same transaction as the history rows: a listing reads no history. Rows that are not dense
+#: (count != max + 1) hold locally appended entries whose order a full mirror has not confirmed
+#: yet (``_mirror``).
 SESSION_SELECT = """
 SELECT s.session_id, s.scope, s.title, s.status, s.message_count, s.created_at, s.ended_at,
-       (SELECT count(*) FROM history h WHERE h.scope = s.scope AND h.session_id = s.session_id),
-       s.local_state, s.local_error, s.opened_at, s.synced_at, s.raw, s.opened_pid, s.opened_host,
-       s.server, s.owner_lock,
-       (SELECT max(h.seq) FROM history h WHERE h.scope = s.scope AND h.session_id = s.session_id)
+       s.entry_count, s.local_state, s.local_error, s.opened_at, s.synced_at, s.raw,
+       s.opened_pid, s.opened_host, s.server, s.owner_lock, s.last_seq
 FROM sessions s
+"""
+
+#: After history rows were written: the session's counts, and ``message_count`` raised to at
+#: least the rows held (the contract makes it the number of entries, and history only grows).
+#: Arguments: entry_count, last_seq, count (twice), scope, session_id.
+SET_COUNTS = """
+UPDATE sessions SET entry_count = ?, last_seq = ?,
+    message_count = CASE WHEN message_count < ? THEN ? ELSE message_count END
+WHERE scope = ? AND session_id = ?
 """
 
 

@@ -12,6 +12,7 @@ import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
+from typing import Any
 
 from . import _mirror, _sql
 from ._backend import Conn, OwnerLock, Probe
@@ -19,7 +20,7 @@ from ._connect import connect, prepare, write_transaction
 from ._integrity import integrity_problems
 from ._location import Location
 from ._records import SearchHit
-from ._schema import KNOWN_MIGRATIONS
+from ._schema import KNOWN_MIGRATIONS, LEAN_HISTORY
 from ._search import search
 
 __all__ = ["SQLiteBackend"]
@@ -41,6 +42,7 @@ class SQLiteBackend:
         except BaseException:
             self._sqlite.close()
             raise
+        self.lean_history = LEAN_HISTORY in self.applied
 
     @contextmanager
     def write_transaction(self) -> Iterator[Conn]:
@@ -61,6 +63,10 @@ class SQLiteBackend:
             if conn.in_transaction:
                 conn.execute("COMMIT")
 
+    def stream(self, conn: Conn, sql: str, parameters: Any) -> Iterator[Any]:
+        """sqlite3 steps a cursor one row at a time as it is iterated."""
+        return iter(conn.execute(sql, parameters))
+
     def max_rowid(self, conn: Conn) -> int:
         return _mirror.max_rowid(conn)
 
@@ -75,7 +81,9 @@ class SQLiteBackend:
             return []
         try:
             with self.read_transaction():
-                return search(self._sqlite, match, limit, scope, session_id)
+                return search(
+                    self._sqlite, match, limit, scope, session_id, lean=self.lean_history
+                )
         except sqlite3.OperationalError as exc:
             if str(exc).startswith("fts5:"):
                 return []

@@ -57,7 +57,7 @@ from ._connect import BUSY_TIMEOUT_S
 from ._errors import cache_error, typed_errors
 from ._records import CachedSession, CacheStats, CreateIntent, SearchHit
 from ._rows import entry_rows, now, server_ended_at, session_from_row, ts
-from ._speedups import ENCODER, build_entries, gc_paused, json_text
+from ._speedups import ENCODER, gc_paused, iter_entries, json_text
 
 __all__ = ["HistoryCache"]
 
@@ -443,7 +443,10 @@ class HistoryCache:
             cur = conn.execute(
                 "UPDATE sessions SET local_state = ?, local_error = NULL, status = ?, "
                 "ended_at = COALESCE(ended_at, ?), updated_at = ?, "
-                "server = COALESCE(server, ?) "
+                "server = COALESCE(server, ?), "
+                # message_count counts entries (the contract) and history only grows
+                "message_count = CASE WHEN message_count < entry_count THEN entry_count "
+                "ELSE message_count END "
                 f"WHERE scope = ? AND session_id = ? AND {server_sql}",
                 (
                     LOCAL_ENDED,
@@ -456,8 +459,6 @@ class HistoryCache:
                     *server_args,
                 ),
             )
-            if cur.rowcount > 0:
-                _mirror.raise_message_count(conn, scope, session_id)
             return cur.rowcount > 0
 
     @typed_errors(server_data=False)
@@ -512,35 +513,41 @@ class HistoryCache:
         twice is refused (``ProtocolError``), and so is a value the cache cannot hold, with
         nothing written. When nothing changed, nothing is written at all.
         """
+        return self._mirror(session_id, _mirror.EntryHistory(entries))
+
+    @typed_errors(server_data=True)
+    def mirror_history_json(self, session_id: str, items: Sequence[Any]) -> int:
+        """``mirror_history`` from the server's parsed JSON list (the objects of a history
+        response, oldest first), with no ``HistoryEntry`` built: what ``sync`` does. Each item
+        the cache lacks is checked as ``parse_entry`` checks it (``ProtocolError`` naming its
+        position and field, nothing written); the items of a prefix the cache already holds
+        are not rebuilt or re-checked (only where that prefix ends: see ``_mirror``)."""
+        return self._mirror(session_id, _mirror.JsonHistory(items))
+
+    def _mirror(self, session_id: str, incoming: _mirror.Incoming) -> int:
         scope = self._writable_scope()
         with self._lock:
             conn = self._conn
             tail = _mirror.tail(conn, scope, session_id)
             if (
-                _mirror.prefix_ok(tail, entries)
-                and tail[0] == len(entries)
+                _mirror.prefix_ok(tail, incoming)
+                and tail[0] == len(incoming)
                 and not _mirror.needs_mark(conn, scope, session_id)
             ):
                 return 0  # the fast no-op: reads, no transaction
-            # Before anything is written (the no-op above writes nothing, and its dense
-            # prefix holds unique ids: the server's, as long as history is append-only).
-            _mirror.refuse_duplicates(session_id, entries)
+            # Rows are built and checked before the write lock is taken (the no-op above writes
+            # nothing, and its dense prefix holds unique ids: the server's, as long as history
+            # is append-only), and built again only if another writer moved the tail meanwhile.
+            todo = _mirror.plan(scope, session_id, tail, incoming)
             with self._write_txn() as conn:
-                tail = _mirror.tail(conn, scope, session_id)
+                now_tail = _mirror.tail(conn, scope, session_id)
+                if now_tail != tail:
+                    todo = _mirror.plan(scope, session_id, now_tail, incoming)
                 first_new = self._db.max_rowid(conn)
-                inserted = 0
-                if not _mirror.prefix_ok(tail, entries):
-                    inserted, _ = _mirror.merge(conn, scope, session_id, entries)
-                elif tail[0] < len(entries):
-                    count = tail[0]
-                    cur = conn.executemany(
-                        _sql.INSERT_HISTORY, entry_rows(scope, session_id, entries[count:], count)
-                    )
-                    inserted = max(cur.rowcount, 0)
+                inserted, count = _mirror.apply(conn, scope, session_id, todo, incoming)
                 if inserted:
                     self._db.index_new(conn, first_new)
-                    _mirror.raise_message_count(conn, scope, session_id)
-                _mirror.mark_mirrored(conn, scope, session_id, now())
+                _mirror.record_counts(conn, scope, session_id, count, now())
                 return inserted
 
     @typed_errors(server_data=True)
@@ -576,10 +583,18 @@ class HistoryCache:
             start = 1 if max_seq is None else int(max_seq) + 2  # the hole: not yet confirmed
             cur = conn.executemany(_sql.INSERT_HISTORY, entry_rows(scope, session_id, fresh, start))
             self._db.index_new(conn, first_new)
-            # message_count is not raised here: one more dirty page per send (a sessions row)
-            # was a third of a send's cache cost. Reads show max(message_count, entries), and
-            # mark_ended / mirror_history store it.
-            return max(cur.rowcount, 0)
+            added = max(cur.rowcount, 0)
+            # The session's counts, in the same transaction (and message_count raised with
+            # them: the same row and page). One more dirty page per send (NOTES.md, figure 8)
+            # buys listings that read no history.
+            conn.execute(
+                "UPDATE sessions SET entry_count = entry_count + ?, last_seq = ?, "
+                "message_count = CASE WHEN message_count < entry_count + ? "
+                "THEN entry_count + ? ELSE message_count END "
+                "WHERE scope = ? AND session_id = ?",
+                (added, start + len(fresh) - 1, added, added, scope, session_id),
+            )
+            return added
 
     # -- reads -------------------------------------------------------------------------------
 
@@ -625,17 +640,50 @@ class HistoryCache:
 
     @typed_errors(server_data=False)
     def history(self, session_id: str) -> list[HistoryEntry]:
-        """A session's cached history, oldest first (every scope's, if unscoped)."""
-        out: list[HistoryEntry] = []
-        with self._read_txn() as conn, gc_paused():
+        """A session's cached history, oldest first (every scope's, if unscoped).
+
+        The whole history in memory: ``iter_history`` reads one entry at a time."""
+        with gc_paused():
+            return list(self.iter_history(session_id))
+
+    @typed_errors(server_data=False)
+    def iter_history(self, session_id: str) -> Iterator[HistoryEntry]:
+        """A session's cached history, oldest first, one entry at a time from a cursor:
+        memory stays flat however long the history is (``export`` and ``show`` write entry by
+        entry). It reads one snapshot of the cache and holds this cache's lock until it is
+        exhausted or closed (a ``for`` loop, or ``close()``): other threads using this
+        ``HistoryCache`` wait meanwhile."""
+        with self._read_txn() as conn:
+            lean = self._db.lean_history
             for scope in self._scopes_with_history(conn):
-                cur = conn.execute(
+                rows = self._db.stream(
+                    conn,
                     f"SELECT {_sql.HISTORY_COLS} FROM history "
                     "WHERE scope = ? AND session_id = ? ORDER BY seq",
                     (scope, session_id),
                 )
-                out.extend(build_entries(session_id, cur))
-        return out
+                yield from iter_entries(session_id, rows, lean=lean)
+
+    @contextmanager
+    def snapshot(self) -> Iterator[HistoryCache]:
+        """Reads inside the block see one state of the cache (one read transaction), e.g. a
+        count and then the entries it counts; other threads using this cache wait."""
+        with self._read_txn():
+            yield self
+
+    @typed_errors(server_data=False)
+    def count_history(self, session_id: str) -> int:
+        """How many entries ``iter_history(session_id)`` yields."""
+        with self._read_txn() as conn:
+            return sum(
+                int(
+                    conn.execute(
+                        "SELECT count(*) FROM history WHERE scope = ? AND session_id = ?",
+                        (scope, session_id),
+                    ).fetchone()[0]
+                )
+                for scope in self._scopes_with_history(conn)
+            )
 
     @typed_errors(server_data=False)
     def search(
