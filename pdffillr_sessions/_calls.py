@@ -23,6 +23,7 @@ from ._models import (
     parse_session,
     parse_sessions,
     parse_sessions_lenient,
+    unwrap_list,
 )
 from ._responses import decode_body
 from ._uploads import FileInput, read_upload
@@ -36,6 +37,7 @@ __all__ = [
     "lenient_list_call",
     "list_call",
     "messages_call",
+    "messages_json_call",
     "new_idempotency_key",
     "send_call",
 ]
@@ -111,6 +113,18 @@ def messages_call(session_id: str) -> Call[list[HistoryEntry]]:
         method="GET",
         path=_contract.messages_path(sid),
         parse=lambda c: parse_entries(decode_body(c, what="history"), session_id=sid),
+    )
+
+
+def messages_json_call(session_id: str) -> Call[list[Any]]:
+    """``messages_call`` that leaves the items as the server's parsed JSON objects (unchecked):
+    ``sync`` hands them to the cache, which builds its rows from them directly and checks only
+    the ones it lacks (``HistoryCache.mirror_history_json``)."""
+    sid = validate_session_id(session_id)
+    return Call(
+        method="GET",
+        path=_contract.messages_path(sid),
+        parse=lambda c: unwrap_list(decode_body(c, what="history"), what="history"),
     )
 
 

@@ -21,7 +21,9 @@ from ._body import DEFAULT_MAX_RESPONSE_BYTES, BodyReader
 from ._calls import Call
 from ._config import Timeout
 from ._models import HistoryEntry, SessionInfo
-from ._retry import RetryPolicy, run_with_retries
+from ._exceptions import APIStatusError
+from ._pause import SharedPause
+from ._retry import RetryPolicy, is_retryable, run_with_retries, wait_before_retry
 from ._secret import Secret
 from ._settings import ConfiguredClient
 from ._uploads import FileInput
@@ -66,6 +68,7 @@ class PdffillrClient(ConfiguredClient[httpx.Client]):
             max_response_bytes=max_response_bytes,
         )
         self._sleep = sleep or time.sleep
+        self._pause: SharedPause | None = None
         self._http = httpx.Client(transport=transport, **self._http_options())
         self._deadline_pools = _deadline.install(self._http)
         self.sessions = SessionsResource(self)
@@ -119,7 +122,11 @@ class PdffillrClient(ConfiguredClient[httpx.Client]):
         deadline = _exchange.deadline_of(timeout, time.monotonic())
         secret = self._config.api_key
 
+        pause = self._pause
+
         def attempt(number: int) -> tuple[httpx.Response, bytes]:
+            if pause is not None:
+                pause.wait(self._sleep)
             limits = _exchange.attempt_timeout(timeout, deadline, time.monotonic(), method, path)
             try:
                 with _deadline.bound(deadline):
@@ -128,6 +135,8 @@ class PdffillrClient(ConfiguredClient[httpx.Client]):
                 raise _exchange.transport_error(exc, method, path, secret) from exc
             except BaseException as exc:
                 _exchange.scrub(exc, secret)
+                if pause is not None:
+                    _hold_for(pause, exc, number, self.retry_policy)
                 raise
 
         return run_with_retries(
@@ -184,6 +193,14 @@ class PdffillrClient(ConfiguredClient[httpx.Client]):
             return call.parse(b"")
         return call.parse(response.content)
 
+    def _paced(self, pause: SharedPause) -> PdffillrClient:
+        """This client with every attempt paced by ``pause`` (``_pause``), sharing its
+        connection pool (never close it): how ``sync``'s fetches back off together."""
+        clone = copy.copy(self)
+        clone._pause = pause
+        clone.sessions = SessionsResource(clone)
+        return clone
+
     def _with_timeout(self, timeout: Timeout) -> PdffillrClient:
         """This client with other time limits, sharing its connection pool (never close it):
         how a with-block's exit bounds its final calls whatever the client's own ``Timeout``."""
@@ -191,6 +208,16 @@ class PdffillrClient(ConfiguredClient[httpx.Client]):
         clone._config = attrs.evolve(self._config, timeout=timeout)
         clone.sessions = SessionsResource(clone)
         return clone
+
+
+def _hold_for(pause: SharedPause, exc: BaseException, number: int, policy: RetryPolicy) -> None:
+    """A 429, or any retryable answer with ``Retry-After``, holds the pool's pause for as long
+    as the retry policy waits before retrying it (its longest backoff when the server says
+    nothing)."""
+    if not isinstance(exc, APIStatusError) or not is_retryable(exc, policy):
+        return
+    if exc.status_code == 429 or exc.retry_after is not None:
+        pause.hold(wait_before_retry(number, exc, policy, 0.0))
 
 
 def _pump(reader: BodyReader, response: httpx.Response) -> None:

@@ -8,9 +8,16 @@ when their order is provisional (appended by a send, not yet confirmed by a full
 the count alone: a count that lies (0 for a session with entries) must not freeze a session.
 
 ``sync`` only lists, fetches (up to ``concurrency`` at once, over the client's one connection
-pool) and writes (in the calling thread, one transaction per session). A session that cannot
-be listed, fetched or stored is reported in ``SyncReport.failures`` and skipped; every other
-session is still mirrored. Only a cache that cannot be used at all (``CacheError``) stops it.
+pool) and writes (in the calling thread, one transaction per session, as each history arrives:
+parsing and writing overlap the fetches still in flight). A session that cannot be listed,
+fetched or stored is reported in ``SyncReport.failures`` and skipped; every other session is
+still mirrored. Only a cache that cannot be used at all (``CacheError``) stops it.
+
+Less work per entry: a fetched history stays the server's parsed JSON (no ``HistoryEntry`` is
+built) and the cache builds its rows from it, only for the entries it does not hold yet
+(``HistoryCache.mirror_history_json``). A 429 (or a ``Retry-After``) pauses every fetch of the
+pool at once, for as long as the retry policy waits (``_pause``): the pool backs off together
+instead of each fetch in flight finding the limit for itself.
 """
 
 from __future__ import annotations
@@ -18,7 +25,7 @@ from __future__ import annotations
 import itertools
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from typing import TYPE_CHECKING, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 import attrs
 
@@ -30,7 +37,8 @@ from ._exceptions import (
     PdffillrError,
     one_line,
 )
-from ._models import HistoryEntry, SessionInfo
+from ._models import SessionInfo
+from ._pause import SharedPause
 
 if TYPE_CHECKING:
     from ._client import PdffillrClient
@@ -46,7 +54,8 @@ R = TypeVar("R")
 SyncProgress = Callable[[int, int, str], None]
 
 #: ``list``: the server's list holds it but it could not be read. ``fetch``: its history could
-#: not be fetched. ``store``: what the server sent cannot be stored (or repeats an entry id).
+#: not be fetched. ``store``: what the server sent cannot be stored: an item that is not a valid
+#: entry, a value the cache cannot hold, or an entry id listed twice.
 SyncStage = Literal["list", "fetch", "store"]
 
 
@@ -188,13 +197,14 @@ def sync(
         refused = _store_listing(opened, listed, failures)
         stale = [info for info in plan.stale if info.session_id not in refused]
         added = fetched = 0
-        results = _fetch_all(lambda i: _fetch(client, i), stale, concurrency)
+        paced = client._paced(SharedPause())
+        results = _fetch_all(lambda i: _fetch(paced, i), stale, concurrency)
         for done, (info, outcome) in enumerate(results, 1):
             if isinstance(outcome, PdffillrError):
                 failures.append(SyncFailure.of(info.session_id, "fetch", outcome))
             else:
                 try:
-                    added += opened.mirror_history(info.session_id, outcome)
+                    added += opened.mirror_history_json(info.session_id, outcome)
                     fetched += 1
                 except CacheError:
                     raise
@@ -219,10 +229,11 @@ def sync(
     )
 
 
-def _fetch(client: PdffillrClient, info: SessionInfo) -> list[HistoryEntry] | PdffillrError:
-    """The history, or the typed error that kept it from us (an id like ``..`` included)."""
+def _fetch(client: PdffillrClient, info: SessionInfo) -> list[Any] | PdffillrError:
+    """The history as the server's parsed JSON items, or the typed error that kept it from us
+    (an id like ``..`` included)."""
     try:
-        return client.sessions.messages(info.session_id)
+        return client.run(_calls.messages_json_call(info.session_id))
     except PdffillrError as exc:
         return exc
 

@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import attrs
+import httpx
 import pytest
 from click.testing import CliRunner
 
@@ -122,26 +124,35 @@ def test_sync_fetches_in_parallel(client: PdffillrClient, emulator: Any, db: Pat
         sid = client.sessions.create(f"slow {i}").session_id
         client.sessions.send(sid, "hello")
     emulator.add_fault(Fault("delay", method="GET", path=r"/messages$", seconds=0.3, times=8))
-    in_flight = 0
-    peak = 0
-    lock = threading.Lock()
-    messages = client.sessions.messages
-
-    def counting(session_id: str) -> list[pfs.HistoryEntry]:
-        nonlocal in_flight, peak
-        with lock:
-            in_flight += 1
-            peak = max(peak, in_flight)
-        try:
-            return messages(session_id)
-        finally:
-            with lock:
-                in_flight -= 1
-
-    client.sessions.messages = counting  # type: ignore[method-assign]
-    report = sync(client, db, concurrency=8)
+    counting = CountingTransport()
+    with PdffillrClient(KEY, base_url=emulator.url, transport=counting) as watched:
+        report = sync(watched, db, concurrency=8)
     assert report.histories_fetched == 8
-    assert peak >= 4  # sequential fetching would never exceed 1
+    assert counting.peak >= 4  # sequential fetching would never exceed 1
+
+
+class CountingTransport(httpx.HTTPTransport):
+    """A real transport that counts the requests in flight (the peak) and when each started."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._lock = threading.Lock()
+        self.in_flight = 0
+        self.peak = 0
+        self.started: list[tuple[float, str]] = []
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        with self._lock:
+            self.in_flight += 1
+            self.peak = max(self.peak, self.in_flight)
+            self.started.append((time.monotonic(), request.url.path))
+        try:
+            response = super().handle_request(request)
+            response.read()
+            return response
+        finally:
+            with self._lock:
+                self.in_flight -= 1
 
 
 def test_sync_of_unknown_ids_raises_before_writing(client: PdffillrClient, db: Path) -> None:
