@@ -10,7 +10,8 @@ from __future__ import annotations
 import json
 import re
 import sys
-from collections.abc import Iterable, Mapping, Sequence
+import uuid
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import IO, TYPE_CHECKING, Any
 
@@ -86,6 +87,81 @@ def emit_json(items: Any, *, nl: bool) -> None:
         write("".join(dumps(item) + "\n" for item in items))
     else:
         write(dumps(items, indent=2) + "\n")
+
+
+class Sink:
+    """Text written as ``write`` writes it (UTF-8; terminal-safe on a terminal), in blocks of
+    about ``block`` characters: what ``show`` and ``export`` stream into, so that their memory
+    stays flat however long the history is. Use it as a context manager (the rest is flushed
+    on exit)."""
+
+    def __init__(self, stream: IO[bytes] | None = None, block: int = 1 << 16) -> None:
+        self._stream = stream
+        self._block = block
+        self._parts: list[str] = []
+        self._size = 0
+
+    def write(self, text: str) -> None:
+        self._parts.append(text)
+        self._size += len(text)
+        if self._size >= self._block:
+            self.flush()
+
+    def write_all(self, pieces: Iterable[str]) -> None:
+        for piece in pieces:
+            self.write(piece)
+
+    def flush(self) -> None:
+        if self._parts:
+            text = "".join(self._parts)
+            self._parts.clear()
+            self._size = 0
+            write(text, self._stream)
+
+    def __enter__(self) -> Sink:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.flush()
+
+
+def trimmed(lines: Iterable[str]) -> Iterator[str]:
+    """``"\n".join(lines).rstrip("\n") + "\n"``, piece by piece: only newlines that may turn
+    out to be trailing are held back (the shapes of ``transcript`` and ``markdown``)."""
+    held = 0
+    first = True
+    for line in lines:
+        piece = line if first else "\n" + line
+        first = False
+        core = piece.rstrip("\n")
+        if core:
+            yield "\n" * held + core if held else core
+            held = len(piece) - len(core)
+        else:
+            held += len(piece)
+    yield "\n"
+
+
+def json_lines(items: Iterable[Any]) -> Iterator[str]:
+    """``--nl`` and ``export -f jsonl``: one compact JSON object a line."""
+    for item in items:
+        yield dumps(item) + "\n"
+
+
+def json_document(head: Mapping[str, Any], entries: Iterable[HistoryEntry]) -> Iterator[str]:
+    """``dumps({**head, "entries": [entry_dict(e), ...]}, indent=2) + "\n"``, piece by piece
+    (``show --json``, ``export -f json``): the document around the list is laid out by
+    ``json`` itself, each entry is indented into place as the list's item would be."""
+    marker = f"pdffillr-sessions entries {uuid.uuid4().hex}"
+    before, after = dumps({**head, "entries": marker}, indent=2).split(dumps(marker), 1)
+    yield before
+    first = True
+    for e in entries:
+        item = dumps(entry_dict(e), indent=2).replace("\n", "\n    ")
+        yield ("[\n    " if first else ",\n    ") + item
+        first = False
+    yield "[]" if first else "\n  ]"
+    yield after + "\n"
 
 
 # -- cells and tables --------------------------------------------------------------------------
@@ -325,73 +401,85 @@ def document_summary(doc: Mapping[str, Any]) -> str:
     return f"{name} ({', '.join(details)})" if details else str(name)
 
 
-def transcript(s: CachedSession, entries: Sequence[HistoryEntry]) -> str:
+def transcript(s: CachedSession, entries: Iterable[HistoryEntry]) -> str:
+    """The session's metadata and its history as readable text (``show``)."""
+    return "".join(trimmed(transcript_lines(s, entries)))
+
+
+def transcript_lines(s: CachedSession, entries: Iterable[HistoryEntry]) -> Iterator[str]:
+    """``transcript``'s lines (no newline), one entry at a time (``trimmed`` joins them)."""
     title = cell(s.title) if s.title else "(untitled)"
-    out = [f"Session {cell(s.session_id)}: {title}"]
+    yield f"Session {cell(s.session_id)}: {title}"
     status = cell(s.status)
     if s.local_state and s.local_state != s.status:
         status += f" (local: {local_label(s.local_state) or s.local_state})"
-    out.append(f"  status:   {status}")
+    yield f"  status:   {status}"
     if s.local_error:
-        out.append(f"  error:    {cell(s.local_error)}")
-    out.append(f"  created:  {short_time(s.created_at)}")
-    out.append(
-        f"  entries:  {s.entry_count} cached (message_count {s.message_count} at the last sync)"
-    )
-    out.append(f"  scope:    {s.scope}")
+        yield f"  error:    {cell(s.local_error)}"
+    yield f"  created:  {short_time(s.created_at)}"
+    yield f"  entries:  {s.entry_count} cached (message_count {s.message_count} at the last sync)"
+    yield f"  scope:    {s.scope}"
     if s.opened_at:
-        out.append(f"  opened:   {short_time(s.opened_at)} (by a Session on this machine)")
+        yield f"  opened:   {short_time(s.opened_at)} (by a Session on this machine)"
     if s.synced_at:
-        out.append(f"  synced:   {short_time(s.synced_at)}")
-    out.append("")
-    if not entries:
-        out.append("(no history)")
+        yield f"  synced:   {short_time(s.synced_at)}"
+    yield ""
+    empty = True
     for e in entries:
+        empty = False
         when = cell(short_time(entry_time(e)))
         doc = e.document
         if e.type == ENTRY_MESSAGE:
-            out.append(f"[{when}] {cell(e.role) or 'message'}:")
+            yield f"[{when}] {cell(e.role) or 'message'}:"
             lines = (e.content or "").splitlines() or [""]
-            out.extend(f"    {visible(line)}" for line in lines)
+            for line in lines:
+                yield f"    {visible(line)}"
         elif e.type == ENTRY_DOCUMENT or doc is not None:
             summary = cell(document_summary(doc)) if doc is not None else cell(e.content)
-            out.append(f"[{when}] document: {summary}")
+            yield f"[{when}] document: {summary}"
             if doc is not None and e.content:
-                out.append(f"    {cell(e.content)}")
+                yield f"    {cell(e.content)}"
         elif e.type == ENTRY_ACTIVITY:
             label = cell(e.event) or "activity"
-            out.append(f"[{when}] activity {label}: {cell(e.content)}".rstrip(": "))
+            yield f"[{when}] activity {label}: {cell(e.content)}".rstrip(": ")
         else:
             role = f" {cell(e.role)}" if e.role else ""
-            out.append(f"[{when}] {cell(e.type)}{role}: {cell(e.content)}")
-        out.append("")
-    return "\n".join(out).rstrip("\n") + "\n"
+            yield f"[{when}] {cell(e.type)}{role}: {cell(e.content)}"
+        yield ""
+    if empty:
+        yield "(no history)"
 
 
 def markdown(s: CachedSession, entries: Sequence[HistoryEntry]) -> str:
-    out = [f"# {s.title or s.session_id}", ""]
-    out.append(f"- Session: `{s.session_id}`")
-    out.append(f"- Status: {s.status}")
-    out.append(f"- Created: {iso(s.created_at)}")
-    out.append(f"- Entries: {len(entries)}")
-    out.append("")
+    """A readable Markdown transcript (``export -f markdown``)."""
+    return "".join(trimmed(markdown_lines(s, entries, len(entries))))
+
+
+def markdown_lines(s: CachedSession, entries: Iterable[HistoryEntry], count: int) -> Iterator[str]:
+    """``markdown``'s lines, one entry at a time; ``count`` is how many ``entries`` holds."""
+    yield f"# {s.title or s.session_id}"
+    yield ""
+    yield f"- Session: `{s.session_id}`"
+    yield f"- Status: {s.status}"
+    yield f"- Created: {iso(s.created_at)}"
+    yield f"- Entries: {count}"
+    yield ""
     for e in entries:
         when = entry_time(e)
         doc = e.document
         if e.type == ENTRY_MESSAGE:
-            out.append(f"## {e.role or 'message'} · {when}")
+            yield f"## {e.role or 'message'} · {when}"
         elif e.type == ENTRY_ACTIVITY:
-            out.append(f"## activity `{e.event or '?'}` · {when}")
+            yield f"## activity `{e.event or '?'}` · {when}"
         else:
-            out.append(f"## {e.type} · {when}")
-        out.append("")
+            yield f"## {e.type} · {when}"
+        yield ""
         if doc is not None:
-            out.append(f"**{document_summary(doc)}**")
-            out.append("")
+            yield f"**{document_summary(doc)}**"
+            yield ""
         if e.content:
-            out.append(e.content)
-            out.append("")
-    return "\n".join(out).rstrip("\n") + "\n"
+            yield e.content
+            yield ""
 
 
 def stats_text(stats: CacheStats) -> str:

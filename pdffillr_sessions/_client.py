@@ -20,8 +20,8 @@ from . import _calls, _deadline, _exchange
 from ._body import DEFAULT_MAX_RESPONSE_BYTES, BodyReader
 from ._calls import Call
 from ._config import Timeout
-from ._models import HistoryEntry, SessionInfo
 from ._exceptions import APIStatusError
+from ._models import HistoryEntry, SessionInfo
 from ._pause import SharedPause
 from ._retry import RetryPolicy, is_retryable, run_with_retries, wait_before_retry
 from ._secret import Secret

@@ -20,7 +20,7 @@ from __future__ import annotations
 import os
 import sqlite3
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -38,6 +38,7 @@ from .emulator._cli import emulator_command
 
 if TYPE_CHECKING:
     from ._client import PdffillrClient
+    from ._models import HistoryEntry
     from .cache import CachedSession, HistoryCache
 
 __all__ = ["main", "parse_duration", "parse_since"]
@@ -320,17 +321,16 @@ def show(session_id: str, as_json: bool, nl: bool, db: Path | str | None) -> Non
     --json prints the session object with its entries (the same as `export --format json`);
     --nl prints the session, then one entry a line.
     """
-    with _open_readonly(db) as cache:
+    with _open_readonly(db) as cache, cache.snapshot(), out.Sink() as sink:
         s = _require_session(cache, session_id)
-        entries = cache.history(s.session_id)
-    if nl:
-        out.emit_json([out.session_object(s), *(out.entry_dict(e) for e in entries)], nl=True)
-        return
-    if as_json:
-        body = {**out.session_object(s), "entries": [out.entry_dict(e) for e in entries]}
-        out.emit_json(body, nl=False)
-        return
-    out.write(out.transcript(s, entries))
+        entries = cache.iter_history(s.session_id)  # one entry at a time: flat memory
+        if nl:
+            sink.write_all(out.json_lines([out.session_object(s)]))
+            sink.write_all(out.json_lines(out.entry_dict(e) for e in entries))
+        elif as_json:
+            sink.write_all(out.json_document(out.session_object(s), entries))
+        else:
+            sink.write_all(out.trimmed(out.transcript_lines(s, entries)))
 
 
 @main.command()
@@ -385,23 +385,35 @@ def export(session_id: str, fmt: str, output: Path | None, db: Path | str | None
     """
     if output is not None:
         _refuse_the_cache_as_output(output, _resolve_db(db))
-    with _open_readonly(db) as cache:
+    with _open_readonly(db) as cache, cache.snapshot():
         s = _require_session(cache, session_id)
-        entries = cache.history(s.session_id)
-    if fmt == "jsonl":
-        text = "".join(out.dumps(out.entry_dict(e)) + "\n" for e in entries)
-    elif fmt == "json":
-        body = {**out.session_object(s), "entries": [out.entry_dict(e) for e in entries]}
-        text = out.dumps(body, indent=2) + "\n"
-    else:
-        text = out.markdown(s, entries)
-    if output is None:
-        out.write(text)
-        return
-    with open(output, "wb") as fh:
-        out.write(text, fh)
+        count = cache.count_history(s.session_id) if fmt == "markdown" else 0
+        written = 0
+
+        def entries() -> Iterator[HistoryEntry]:
+            nonlocal written
+            for e in cache.iter_history(s.session_id):  # one entry at a time: flat memory
+                written += 1
+                yield e
+
+        if fmt == "jsonl":
+            pieces = out.json_lines(out.entry_dict(e) for e in entries())
+        elif fmt == "json":
+            pieces = out.json_document(out.session_object(s), entries())
+        else:
+            pieces = out.trimmed(out.markdown_lines(s, entries(), count))
+        if output is None:
+            with out.Sink() as sink:
+                sink.write_all(pieces)
+            return
+        try:
+            with open(output, "wb") as fh, out.Sink(fh) as sink:
+                sink.write_all(pieces)
+        except BaseException:
+            output.unlink(missing_ok=True)  # never a half-written export
+            raise
     click.echo(
-        f"Exported {len(entries)} entries of {out.cell(s.session_id)} to {out.cell(output)}",
+        f"Exported {written} entries of {out.cell(s.session_id)} to {out.cell(output)}",
         err=True,
     )
 

@@ -186,8 +186,7 @@ def m005_lean_history(db: Any) -> None:
     db.execute("ALTER TABLE sessions ADD COLUMN entry_count INTEGER NOT NULL DEFAULT 0")
     db.execute("ALTER TABLE sessions ADD COLUMN last_seq INTEGER")
     db.execute(
-        "UPDATE sessions SET "
-        f"entry_count = ({_COUNT_OF_ROW}), last_seq = ({_LAST_SEQ_OF_ROW})"
+        f"UPDATE sessions SET entry_count = ({_COUNT_OF_ROW}), last_seq = ({_LAST_SEQ_OF_ROW})"
     )
     db.execute(
         f"""CREATE TRIGGER sessions_entry_count AFTER INSERT ON sessions BEGIN

@@ -71,8 +71,8 @@ class Incoming(Protocol):
 
     def __len__(self) -> int: ...
 
-    def id_at(self, position: int) -> object:
-        """The id at ``position`` as sent (None when that item has no usable id)."""
+    def id_at(self, position: int) -> str | None:
+        """The id at ``position`` (None when that item has no string id)."""
         ...
 
     def rows(self, scope: str, session_id: str, begin: int) -> Iterator[Row]:
@@ -90,7 +90,7 @@ class EntryHistory:
     def __len__(self) -> int:
         return len(self.entries)
 
-    def id_at(self, position: int) -> object:
+    def id_at(self, position: int) -> str | None:
         return self.entries[position].id
 
     def rows(self, scope: str, session_id: str, begin: int) -> Iterator[Row]:
@@ -107,9 +107,10 @@ class JsonHistory:
     def __len__(self) -> int:
         return len(self.items)
 
-    def id_at(self, position: int) -> object:
+    def id_at(self, position: int) -> str | None:
         item = self.items[position]
-        return item.get("id") if type(item) is dict else None
+        entry_id = item.get("id") if type(item) is dict else None
+        return entry_id if type(entry_id) is str else None
 
     def rows(self, scope: str, session_id: str, begin: int) -> Iterator[Row]:
         return json_entry_rows(scope, session_id, self.items, range(begin, len(self.items)))
@@ -134,9 +135,7 @@ def plan(scope: str, session_id: str, cached: Tail, incoming: Incoming) -> Plan:
         return merge_plan(scope, session_id, cached, incoming)
     begin = cached[0]
     rows = list(incoming.rows(scope, session_id, begin))
-    ids = [r[2] for r in rows]
-    if len(set(ids)) != len(ids):
-        refuse_duplicates(session_id, [incoming.id_at(i) for i in range(len(incoming))])
+    refuse_duplicates(session_id, [r[2] for r in rows], begin)
     return Plan(tail=cached, begin=begin, rows=rows, merge=False)
 
 
@@ -201,7 +200,7 @@ def prefix_ok(cached: Tail, incoming: Incoming) -> bool:
     return count == max_seq + 1 and count <= len(incoming) and incoming.id_at(count - 1) == last_id
 
 
-def duplicate_ids(ids: Sequence[object]) -> tuple[object, int, int] | None:
+def duplicate_ids(ids: Sequence[str]) -> tuple[str, int, int] | None:
     """The first id the list holds twice, with both positions; None when ids are unique."""
     if len(set(ids)) == len(ids):
         return None
@@ -213,11 +212,13 @@ def duplicate_ids(ids: Sequence[object]) -> tuple[object, int, int] | None:
     return None  # pragma: no cover - the set said there is one
 
 
-def refuse_duplicates(session_id: str, ids: Sequence[object]) -> None:
-    """``ProtocolError`` if the server's list holds an id twice (see the module docstring)."""
+def refuse_duplicates(session_id: str, ids: Sequence[str], offset: int = 0) -> None:
+    """``ProtocolError`` if the server's list holds an id twice (see the module docstring);
+    ``ids`` are the list's from position ``offset`` on."""
     found = duplicate_ids(ids)
     if found is not None:
         entry_id, first, second = found
+        first, second = first + offset, second + offset
         raise ProtocolError(
             f"the history of session {session_id!r} holds entry id {entry_id!r} twice (at "
             f"positions {first} and {second}); ids are unique within a session, so this "
@@ -251,7 +252,7 @@ def merge(conn: Conn, scope: str, session_id: str, rows: Sequence[Row]) -> tuple
             (scope, session_id),
         )
     }
-    order = {r[2]: r[3] for r in rows}
+    order: dict[str, int] = {r[2]: r[3] for r in rows}
     new = [r for r in rows if r[2] not in existing]
     # Cached ids the server no longer lists keep their relative order, after the rest.
     for entry_id in existing:

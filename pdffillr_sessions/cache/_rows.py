@@ -13,8 +13,8 @@ from typing import Any
 
 from .._exceptions import ConfigurationError
 from .._models import HistoryEntry, parse_entry
-from ._records import CachedSession
 from ._lean import encode
+from ._records import CachedSession
 from ._speedups import LazyEntryRaw, LazyJSON
 
 __all__ = [
@@ -90,7 +90,7 @@ def session_from_row(row: Sequence[Any]) -> CachedSession:
 def entry_rows(
     scope: str, session_id: str, entries: Iterable[HistoryEntry], start: int
 ) -> Iterator[tuple[Any, ...]]:
-    """Rows of ``_sql.INSERT_HISTORY``, ``seq`` numbered from ``start``; ``raw`` lean (``_lean``)."""
+    """Rows of ``_sql.INSERT_HISTORY``, ``seq`` numbered from ``start``, ``raw`` lean."""
     for seq, e in enumerate(entries, start):
         if e.session_id != session_id:
             raise ConfigurationError(
@@ -115,9 +115,8 @@ def lean_raw(e: HistoryEntry, col: str) -> str:
     raw = e.raw
     if type(raw) is LazyEntryRaw:
         row = raw._row
-        if row[0] == e.id and row[1] == e.type and row[2] == e.role and row[3] == e.content:
-            if row[4] == col:
-                return row[5]
+        if row[:5] == (e.id, e.type, e.role, e.content, col):
+            return row[5]
     return encode(raw, e.id, e.type, e.role, e.content, col)
 
 
@@ -131,15 +130,22 @@ def canonical_time(text: str) -> str | None:
         parsed = _fromiso(text)
     except ValueError:
         return None
-    if parsed.tzinfo is UTC and text[-1] == "Z" and text[4:5] == "-" and text[7:8] == "-":
-        if text[10:11] == "T" and text[13:14] == ":" and text[16:17] == ":":
-            n = len(text)
-            if n == 27 and text[19] == ".":
-                return text
-            if n == 24 and text[19] == ".":
-                return text[:23] + "000Z"
-            if n == 20:
-                return text[:19] + ".000000Z"
+    if (
+        parsed.tzinfo is UTC
+        and text[-1] == "Z"
+        and text[4:5] == "-"
+        and text[7:8] == "-"
+        and text[10:11] == "T"
+        and text[13:14] == ":"
+        and text[16:17] == ":"
+    ):
+        n = len(text)
+        if n == 27 and text[19] == ".":
+            return text
+        if n == 24 and text[19] == ".":
+            return text[:23] + "000Z"
+        if n == 20:
+            return text[:19] + ".000000Z"
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=UTC)
     try:

@@ -142,9 +142,7 @@ def _setters(cls: type, names: Sequence[str]) -> tuple[Callable[[Any, Any], None
     no per-call attribute lookup); a field that is not a slot falls back to that."""
     out: list[Callable[[Any, Any], None]] = []
     for name in names:
-        descriptor: Any = next(
-            (k.__dict__[name] for k in cls.__mro__ if name in k.__dict__), None
-        )
+        descriptor: Any = next((k.__dict__[name] for k in cls.__mro__ if name in k.__dict__), None)
         if type(descriptor).__name__ == "member_descriptor":
             out.append(descriptor.__set__)
         else:  # pragma: no cover - attrs.frozen makes slotted classes
@@ -190,7 +188,7 @@ def iter_entries(session_id: str, rows: Iterable[Row], *, lean: bool) -> Iterato
         set_role(e, role)
         set_content(e, content)
         set_created(e, _fromiso(created_at))
-        r = new(lazy)
+        r: _Lazy = new(lazy)
         set_source(r, row if lean else raw)
         set_data(r, None)
         set_raw(e, r)

@@ -81,9 +81,7 @@ class SQLiteBackend:
             return []
         try:
             with self.read_transaction():
-                return search(
-                    self._sqlite, match, limit, scope, session_id, lean=self.lean_history
-                )
+                return search(self._sqlite, match, limit, scope, session_id, lean=self.lean_history)
         except sqlite3.OperationalError as exc:
             if str(exc).startswith("fts5:"):
                 return []

@@ -14,17 +14,24 @@ import signal
 import threading
 from collections.abc import Callable, Iterable
 from types import FrameType
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import click
 
-from ._faults import DEFAULT_FAULT_KINDS, Fault, FaultSpecError
+from ._faults import DEFAULT_FAULT_KINDS, MAX_LATENCY, Fault, FaultSpecError
 
 if TYPE_CHECKING:
     from ._server import Emulator
     from ._state import Dialect
 
-__all__ = ["DEFAULT_PORT", "FAULT_HELP", "emulator_command", "serve_forever_cli"]
+__all__ = [
+    "DEFAULT_PORT",
+    "FAULT_HELP",
+    "MAX_LATENCY",
+    "emulator_command",
+    "parse_latency",
+    "serve_forever_cli",
+]
 
 DEFAULT_PORT = 8765
 FAULT_HELP = (
@@ -35,12 +42,42 @@ FAULT_HELP = (
 )
 
 
+def parse_latency(text: str) -> float:
+    """``50ms``, ``0.2s`` or a bare number of seconds (``0.05``), as seconds; ValueError else."""
+    value = text.strip().lower()
+    scale = 1.0
+    if value.endswith("ms"):
+        value, scale = value[:-2], 0.001
+    elif value.endswith("s"):
+        value = value[:-1]
+    try:
+        seconds = float(value.strip()) * scale
+    except ValueError:
+        raise ValueError(f"{text!r} is not a latency like 50ms, 0.2s or 0.05") from None
+    if not 0.0 <= seconds <= MAX_LATENCY:  # also NaN and inf
+        raise ValueError(f"{text!r} is not between 0 and {MAX_LATENCY:g} s")
+    return seconds
+
+
+class _Latency(click.ParamType[Any, Any]):
+    name = "DURATION"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        if isinstance(value, float):
+            return value
+        try:
+            return parse_latency(str(value))
+        except ValueError as exc:
+            self.fail(str(exc), param, ctx)
+
+
 def serve_forever_cli(
     port: int = DEFAULT_PORT,
     host: str = "127.0.0.1",
     faults: Iterable[Fault | str] = (),
     *,
     fault_rate: float = 0.0,
+    latency: float = 0.0,
     seed: int | None = None,
     fault_kinds: Iterable[str] = DEFAULT_FAULT_KINDS,
     deterministic: bool = False,
@@ -65,6 +102,7 @@ def serve_forever_cli(
         fault_rate=fault_rate,
         seed=seed,
         fault_kinds=fault_kinds,
+        latency=latency,
     )
     emu.start()
     return _serve_started(emu, echo, stop_event)
@@ -148,6 +186,14 @@ def _parse_faults(
     help="Seed of the --fault-rate draws, so that a run's random faults can be replayed.",
 )
 @click.option(
+    "--latency",
+    type=_Latency(),
+    default="0",
+    show_default=True,
+    help="How long every /v1 request waits before it is handled, like the round trip to a "
+    "hosted API: 50ms, 0.2s, or seconds.",
+)
+@click.option(
     "--deterministic",
     is_flag=True,
     help="A fixed clock from 2026-01-01T00:00:00Z, counter ids and a fixed Date header: the "
@@ -166,6 +212,7 @@ def emulator_command(
     faults: list[Fault],
     fault_rate: float,
     seed: int | None,
+    latency: float,
     deterministic: bool,
     keys: tuple[str, ...],
 ) -> None:
@@ -185,6 +232,7 @@ def emulator_command(
         faults=faults,
         fault_rate=fault_rate,
         seed=seed,
+        latency=latency,
     )
     try:
         emu.start()

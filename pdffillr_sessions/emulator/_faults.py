@@ -33,11 +33,13 @@ import re
 from collections.abc import Mapping
 from typing import Any, Literal, cast
 
-__all__ = ["ACTIONS", "DEFAULT_FAULT_KINDS", "Fault", "FaultSpecError"]
+__all__ = ["ACTIONS", "DEFAULT_FAULT_KINDS", "MAX_LATENCY", "Fault", "FaultSpecError"]
 
 Action = Literal["status", "drop_before", "drop_after", "delay", "truncate"]
 ACTIONS: tuple[str, ...] = ("status", "drop_before", "drop_after", "delay", "truncate")
 DEFAULT_PREFIX = "/v1"
+#: The longest ``latency`` (seconds before each /v1 request is handled) an emulator accepts.
+MAX_LATENCY = 60.0
 #: What ``fault_rate`` draws from: status codes as strings, or action names.
 DEFAULT_FAULT_KINDS: tuple[str, ...] = (
     "503",

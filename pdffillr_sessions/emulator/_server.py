@@ -29,7 +29,7 @@ from urllib.parse import unquote, urlsplit
 
 from .. import _contract
 from .._scope import key_scope
-from ._faults import DEFAULT_FAULT_KINDS, Fault, FaultSpecError
+from ._faults import DEFAULT_FAULT_KINDS, MAX_LATENCY, Fault, FaultSpecError
 from ._state import (
     ApiError,
     Dialect,
@@ -332,6 +332,9 @@ class _Handler(BaseHTTPRequestHandler):
         api_key = _bearer(self.headers.get(_contract.AUTH_HEADER))
         scope = key_scope(api_key) if api_key else None
         request_id = emu._new_request_id()
+        if emu.latency and emu._stopping.wait(emu.latency):  # the round trip of a real API
+            self._abort(reset=True)
+            return
         fault = emu._take_fault(method, raw_path)
         kind = fault.kind if fault else None
 
@@ -634,6 +637,9 @@ class Emulator:
     ``valid_keys=None`` accepts any non-empty Bearer key; a collection restricts to those keys.
     ``fault_rate``: the probability that a /v1 request with no scripted fault gets a random fault
     of one of ``fault_kinds`` (status codes as strings, or action names), drawn from ``seed``.
+    ``latency``: seconds every /v1 request waits before it is handled, like the round trip to a
+    hosted API (requests on different connections wait at the same time): network-bound
+    behaviour (``sync``'s concurrency) shows on a laptop. The control routes answer at once.
     """
 
     def __init__(
@@ -649,9 +655,13 @@ class Emulator:
         seed: int | None = None,
         fault_kinds: Iterable[str] = DEFAULT_FAULT_KINDS,
         max_body_bytes: int = MAX_BODY_BYTES,
+        latency: float = 0.0,
     ) -> None:
         if not 0.0 <= fault_rate <= 1.0:
             raise ValueError("fault_rate must be between 0 and 1")
+        if not 0.0 <= latency <= MAX_LATENCY:  # also NaN
+            raise ValueError(f"latency must be between 0 and {MAX_LATENCY:g} seconds")
+        self.latency = float(latency)
         self.host = host
         self._requested_port = port
         self.valid_keys = None if valid_keys is None else frozenset(valid_keys)
