@@ -1178,15 +1178,19 @@ def fig11_12(work: Path, sizes: Sizes, repeat: int) -> list[Figure]:
     return [fig11, fig12]
 
 
+#: Runs the CLI in this very process, then prints its peak RSS in KiB: ``VmHWM``, the high-water
+#: mark of this process's own memory (``ru_maxrss`` survives ``exec`` on Linux: a child forked
+#: from a large parent would report the parent's).
 _PEAK_RSS = """
-import resource, runpy, sys
+import runpy, sys
 sys.argv = ["pdffillr-sessions", *sys.argv[1:]]
 try:
     runpy.run_module("pdffillr_sessions", run_name="__main__", alter_sys=True)
 except SystemExit as exc:
     if exc.code:
         raise
-print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+with open("/proc/self/status") as status:
+    print(next(line.split()[1] for line in status if line.startswith("VmHWM:")))
 """
 
 

@@ -72,6 +72,11 @@ ENTRY_ACTIVITY: Final = "activity"
 
 # What this machine knows beyond the server (the cache's ``local_state``), not the wire.
 LocalState = Literal["open", "end_pending", "ended"]
+#: What a record's owner lock says (``_owner``, ``cache._pg_locks``). ``alive``: a running
+#: with-block holds the lock (or another reap is working on the record). ``dead``: nobody
+#: holds it: its owner has exited (the kernel or the database released it). ``unknown``: the
+#: record names no usable lock (older versions, Windows, a missing file).
+Liveness = Literal["alive", "dead", "unknown"]
 LOCAL_OPEN: Final = "open"  # a with-block opened it and has not ended it (or was killed)
 LOCAL_END_PENDING: Final = "end_pending"  # ending it failed: `reap` retries
 LOCAL_ENDED: Final = "ended"  # the end is confirmed

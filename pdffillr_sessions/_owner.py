@@ -41,8 +41,8 @@ import re
 import secrets
 import weakref
 from pathlib import Path
-from typing import Literal
 
+from ._contract import Liveness
 from ._exceptions import CacheError
 
 try:  # POSIX
@@ -52,10 +52,6 @@ except ImportError:  # pragma: no cover - Windows: locks unsupported, see the mo
 
 __all__ = ["Liveness", "OwnerLock", "Probe", "lock_dir", "release_all_held_in_this_process"]
 
-#: ``alive``: a running with-block holds the lock (or another reap is working on the record).
-#: ``dead``: nobody holds it: its owner has exited (the kernel released it).
-#: ``unknown``: the record names no usable lock (older versions, Windows, a missing file).
-Liveness = Literal["alive", "dead", "unknown"]
 
 _NAME = re.compile(r"[0-9a-f]{32}")
 #: Every lock this process holds, so that a forked child can let go of its copies.

@@ -19,7 +19,7 @@ from collections.abc import Iterable, Iterator
 from contextlib import AbstractContextManager
 from typing import Any, Protocol
 
-from .._owner import Liveness
+from .._contract import Liveness
 from ._location import Location, is_postgres_url
 from ._records import SearchHit
 

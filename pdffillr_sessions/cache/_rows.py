@@ -14,8 +14,7 @@ from typing import Any
 from .._exceptions import ConfigurationError
 from .._models import HistoryEntry, parse_entry
 from ._lean import encode
-from ._records import CachedSession
-from ._speedups import LazyEntryRaw, LazyJSON
+from ._speedups import LazyEntryRaw
 
 __all__ = [
     "canonical_time",
@@ -25,7 +24,6 @@ __all__ = [
     "lean_raw",
     "now",
     "server_ended_at",
-    "session_from_row",
     "ts",
 ]
 
@@ -59,32 +57,6 @@ def server_ended_at(raw: Mapping[str, Any]) -> str | None:
         return ts(datetime.fromisoformat(value))
     except (ValueError, OverflowError):  # not ISO 8601, or no UTC time exists for it
         return None
-
-
-def session_from_row(row: Sequence[Any]) -> CachedSession:
-    """A ``CachedSession`` from a row of ``_sql.SESSION_SELECT``."""
-    return CachedSession(
-        session_id=row[0],
-        scope=row[1],
-        title=row[2],
-        status=row[3],
-        # The contract makes message_count the number of entries, and history only grows: the
-        # entries cached are a lower bound even when the stored count is older than a send.
-        message_count=max(row[4], row[7]),
-        created_at=_fromiso(row[5]),
-        ended_at=dt(row[6]),
-        entry_count=row[7],
-        local_state=row[8],
-        local_error=row[9],
-        opened_at=dt(row[10]),
-        synced_at=dt(row[11]),
-        raw=LazyJSON(row[12]),
-        opened_pid=row[13],
-        opened_host=row[14],
-        server=row[15],
-        owner_lock=row[16],
-        provisional_order=row[17] is not None and row[17] + 1 != row[7],
-    )
 
 
 def entry_rows(

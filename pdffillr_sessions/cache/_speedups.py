@@ -7,20 +7,21 @@ these helpers and would work the same (slower) with their plain equivalents.
 
 from __future__ import annotations
 
-import functools
 import gc
 import json
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
 
 from .._models import HistoryEntry
+from ._records import CachedSession
 
 __all__ = [
     "LazyEntryRaw",
     "LazyJSON",
     "build_entries",
+    "build_sessions",
     "entry_raw",
     "gc_paused",
     "iter_entries",
@@ -137,62 +138,37 @@ def json_text(raw: Mapping[str, Any]) -> str:
     return ENCODER.encode(obj)  # pragma: no cover - CPython always has the C encoder
 
 
-def _setters(cls: type, names: Sequence[str]) -> tuple[Callable[[Any, Any], None], ...]:
-    """Direct slot setters for building frozen instances in bulk (``object.__setattr__`` with
-    no per-call attribute lookup); a field that is not a slot falls back to that."""
-    out: list[Callable[[Any, Any], None]] = []
-    for name in names:
-        descriptor: Any = next((k.__dict__[name] for k in cls.__mro__ if name in k.__dict__), None)
-        if type(descriptor).__name__ == "member_descriptor":
-            out.append(descriptor.__set__)
-        else:  # pragma: no cover - attrs.frozen makes slotted classes
-            out.append(functools.partial(_set_attribute, name))
-    return tuple(out)
+def _builder(cls: type[Any]) -> type[Any]:
+    """A subclass of the frozen attrs class ``cls`` that adds no slot and lets attribute stores
+    through: an instance is filled with plain stores (which CPython specialises for slots: four
+    times faster than calling each slot's setter, and attrs' ``__init__`` is slower still),
+    then turned into a ``cls`` by ``__class__`` assignment. CPython allows that assignment only
+    between classes of the same memory layout and raises ``TypeError`` otherwise, so a change
+    in attrs cannot make this build a broken object silently."""
+    return type(
+        f"_Building{cls.__name__}",
+        (cls,),
+        {
+            "__slots__": (),
+            "__setattr__": object.__setattr__,
+            "__delattr__": object.__delattr__,
+            "__module__": __name__,
+        },
+    )
 
 
-def _set_attribute(name: str, obj: Any, value: Any) -> None:  # pragma: no cover
-    object.__setattr__(obj, name, value)
-
-
-_ENTRY_SETTERS = _setters(
-    HistoryEntry, ("id", "session_id", "type", "role", "content", "created_at", "raw")
-)
-_LAZY_SETTERS = _setters(LazyJSON, ("_text", "_data"))
-_LEAN_SETTERS = _setters(LazyEntryRaw, ("_row", "_data"))
+_BUILDING_ENTRY = _builder(HistoryEntry)
+_BUILDING_SESSION = _builder(CachedSession)
 
 Row = tuple[str, str, str | None, str | None, str, str]
 
 
 def iter_entries(session_id: str, rows: Iterable[Row], *, lean: bool) -> Iterator[HistoryEntry]:
     """``HistoryEntry`` values from ``(id, type, role, content, created_at, raw)`` rows, one at
-    a time. ``lean``: ``raw`` is a lean row's (``_lean``), else the whole object's JSON.
-
-    Sets the slots of each frozen instance directly instead of calling attrs' ``__init__`` (with
-    ``gc_paused``, figure 4 of ``benchmarks/NOTES.md`` went from 0.32 to 0.63 of a raw select).
-    """
-    new = object.__new__
-    cls = HistoryEntry
-    set_id, set_sid, set_type, set_role, set_content, set_created, set_raw = _ENTRY_SETTERS
-    if lean:
-        lazy: type = LazyEntryRaw
-        set_source, set_data = _LEAN_SETTERS
-    else:
-        lazy = LazyJSON
-        set_source, set_data = _LAZY_SETTERS
+    a time (``build_entries`` row by row). ``lean``: ``raw`` is a lean row's (``_lean``), else
+    the whole object's JSON."""
     for row in rows:
-        entry_id, type_, role, content, created_at, raw = row
-        e = new(cls)
-        set_id(e, entry_id)
-        set_sid(e, session_id)
-        set_type(e, type_)
-        set_role(e, role)
-        set_content(e, content)
-        set_created(e, _fromiso(created_at))
-        r: _Lazy = new(lazy)
-        set_source(r, row if lean else raw)
-        set_data(r, None)
-        set_raw(e, r)
-        yield e
+        yield from build_entries(session_id, (row,), lean=lean)
 
 
 def entry_raw(row: Row, *, lean: bool) -> _Lazy:
@@ -201,8 +177,98 @@ def entry_raw(row: Row, *, lean: bool) -> _Lazy:
 
 
 def build_entries(session_id: str, rows: Iterable[Row], *, lean: bool) -> list[HistoryEntry]:
-    """``iter_entries`` as a list (``history()``: call it with ``gc_paused``)."""
-    return list(iter_entries(session_id, rows, lean=lean))
+    """``HistoryEntry`` values from ``(id, type, role, content, created_at, raw)`` rows, built
+    with ``_builder`` (no attrs ``__init__``; with ``gc_paused``, figure 4 of
+    ``benchmarks/NOTES.md``), in one loop that builds the list."""
+    new = object.__new__
+    building, cls = _BUILDING_ENTRY, HistoryEntry
+    fromiso = _fromiso
+    out: list[HistoryEntry] = []
+    append = out.append
+    if lean:
+        for row in rows:
+            e = new(building)
+            e.id, e.type, e.role, e.content = row[0], row[1], row[2], row[3]
+            e.session_id = session_id
+            e.created_at = fromiso(row[4])
+            r = new(LazyEntryRaw)
+            r._row = row
+            r._data = None
+            e.raw = r
+            e.__class__ = cls
+            append(e)
+    else:
+        for row in rows:
+            e = new(building)
+            e.id, e.type, e.role, e.content = row[0], row[1], row[2], row[3]
+            e.session_id = session_id
+            e.created_at = fromiso(row[4])
+            j = new(LazyJSON)
+            j._text = row[5]
+            j._data = None
+            e.raw = j
+            e.__class__ = cls
+            append(e)
+    return out
+
+
+def build_sessions(rows: Iterable[Sequence[Any]]) -> list[CachedSession]:
+    """``CachedSession`` values from rows of ``_sql.SESSION_SELECT``, built with ``_builder``
+    (a listing of 10,000 sessions spent most of its time in attrs' ``__init__``; figure 14).
+
+    ``message_count`` is at least the entries cached (the contract makes it their number, and
+    history only grows); ``provisional_order`` says the rows are not dense (``_mirror``)."""
+    new = object.__new__
+    building, cls = _BUILDING_SESSION, CachedSession
+    fromiso = _fromiso
+    out: list[CachedSession] = []
+    append = out.append
+    for row in rows:
+        (
+            sid,
+            scope,
+            title,
+            status,
+            count,
+            created,
+            ended,
+            entries,
+            state,
+            error,
+            opened,
+            synced,
+            raw,
+            pid,
+            host,
+            server,
+            lock,
+            last_seq,
+        ) = row
+        s = new(building)
+        s.session_id = sid
+        s.scope = scope
+        s.title = title
+        s.status = status
+        s.message_count = count if count >= entries else entries
+        s.created_at = fromiso(created)
+        s.ended_at = None if ended is None else fromiso(ended)
+        s.entry_count = entries
+        s.local_state = state
+        s.local_error = error
+        s.opened_at = None if opened is None else fromiso(opened)
+        s.synced_at = None if synced is None else fromiso(synced)
+        j = new(LazyJSON)
+        j._text = raw
+        j._data = None
+        s.raw = j
+        s.opened_pid = pid
+        s.opened_host = host
+        s.server = server
+        s.owner_lock = lock
+        s.provisional_order = last_seq is not None and last_seq + 1 != entries
+        s.__class__ = cls
+        append(s)
+    return out
 
 
 @contextmanager

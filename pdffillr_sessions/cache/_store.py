@@ -36,28 +36,35 @@ sqlite-utils only when a migration is pending.
 from __future__ import annotations
 
 import os
-import socket
 import sqlite3
 import threading
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .. import _contract
 from .._contract import LOCAL_END_PENDING, LOCAL_ENDED, LOCAL_OPEN
 from .._exceptions import CacheError, ConfigurationError
 from .._models import HistoryEntry, SessionInfo
-from .._scope import key_scope
-from .._secret import Secret
 from . import _location, _mirror, _sql
 from ._backend import Backend, Conn, OwnerLock, Probe, open_backend
 from ._connect import BUSY_TIMEOUT_S
 from ._errors import cache_error, typed_errors
 from ._records import CachedSession, CacheStats, CreateIntent, SearchHit
-from ._rows import entry_rows, now, server_ended_at, session_from_row, ts
-from ._speedups import ENCODER, gc_paused, iter_entries, json_text
+from ._rows import entry_rows, now, server_ended_at, ts
+from ._speedups import (
+    ENCODER,
+    build_entries,
+    build_sessions,
+    gc_paused,
+    iter_entries,
+    json_text,
+)
+
+if TYPE_CHECKING:
+    from .._secret import Secret
 
 __all__ = ["HistoryCache"]
 
@@ -82,13 +89,17 @@ class HistoryCache:
         server: str | None = None,
         readonly: bool = False,
     ) -> None:
-        secret = None if api_key is None else Secret.of(api_key)  # no frame holds the key
+        # The key's modules load only when a key is given: the offline commands (no key) start
+        # without them (figure 6).
+        secret = None if api_key is None else _secret_of(api_key)  # no frame holds the key
         del api_key
         if secret is not None and scope is not None:
             raise ConfigurationError("pass either api_key or scope to HistoryCache, not both")
         if secret is not None:
             if not secret:
                 raise ConfigurationError("api_key is empty")
+            from .._scope import key_scope
+
             scope = key_scope(secret)
         if scope is not None and (not isinstance(scope, str) or not scope):
             raise ConfigurationError("scope must be a non-empty string")
@@ -257,7 +268,7 @@ class HistoryCache:
                     title,
                     now(),
                     os.getpid(),
-                    socket.gethostname(),
+                    _hostname(),
                     self._server,
                     owner_lock,
                 ),
@@ -335,7 +346,7 @@ class HistoryCache:
                     stamp,
                     json_text(info.raw),
                     os.getpid(),
-                    socket.gethostname(),
+                    _hostname(),
                     self._server,
                     owner_lock,
                 ),
@@ -623,9 +634,8 @@ class HistoryCache:
         if limit is not None:
             sql += " LIMIT ?"
             params.append(int(limit))
-        with self._read_txn() as conn:
-            rows = conn.execute(sql, params).fetchall()
-        return [session_from_row(r) for r in rows]
+        with self._lock, gc_paused():  # one statement: one snapshot
+            return build_sessions(self._conn.execute(sql, params))
 
     @typed_errors(server_data=False)
     def session(self, session_id: str) -> CachedSession | None:
@@ -636,15 +646,23 @@ class HistoryCache:
                 + f" WHERE {where} AND s.session_id = ? ORDER BY s.scope LIMIT 1",
                 (*args, session_id),
             ).fetchone()
-        return None if row is None else session_from_row(row)
+        return None if row is None else build_sessions((row,))[0]
 
     @typed_errors(server_data=False)
     def history(self, session_id: str) -> list[HistoryEntry]:
         """A session's cached history, oldest first (every scope's, if unscoped).
 
         The whole history in memory: ``iter_history`` reads one entry at a time."""
-        with gc_paused():
-            return list(self.iter_history(session_id))
+        out: list[HistoryEntry] = []
+        with self._read_txn() as conn, gc_paused():
+            for scope in self._scopes_with_history(conn):
+                cur = conn.execute(
+                    f"SELECT {_sql.HISTORY_COLS} FROM history "
+                    "WHERE scope = ? AND session_id = ? ORDER BY seq",
+                    (scope, session_id),
+                )
+                out.extend(build_entries(session_id, cur, lean=self._db.lean_history))
+        return out
 
     @typed_errors(server_data=False)
     def iter_history(self, session_id: str) -> Iterator[HistoryEntry]:
@@ -705,7 +723,7 @@ class HistoryCache:
                 " ORDER BY s.created_at, s.session_id",
                 args,
             ).fetchall()
-        return [session_from_row(r) for r in rows]
+        return build_sessions(rows)
 
     @typed_errors(server_data=False)
     def stats(self) -> CacheStats:
@@ -783,6 +801,19 @@ class HistoryCache:
         (``_pg.PostgresBackend.integrity_problems``)."""
         with self._lock:
             return self._db.integrity_problems()
+
+
+def _secret_of(api_key: str | Secret) -> Secret:
+    from .._secret import Secret
+
+    return Secret.of(api_key)
+
+
+def _hostname() -> str:
+    """This machine's name (``socket`` is imported on the write path only)."""
+    import socket
+
+    return socket.gethostname()
 
 
 def _check_server(server: str | None) -> None:
