@@ -5,7 +5,8 @@ duplicate a create or a send; every history is mirrored into a local SQLite cach
 
 Errors and models import eagerly (they are light). The client, the session wrapper, the cache
 and the operations (``sync``, ``reap``, ``end_sessions``) are imported on first use, so that the
-offline command line never pays for httpx or tenacity.
+offline command line never pays for httpx or tenacity. The package logger stays silent unless
+the application configures logging or sets ``PDFFILLR_LOG=info|debug`` (``_logging``).
 """
 
 from __future__ import annotations
@@ -37,8 +38,11 @@ from ._exceptions import (
     SessionStateError,
     Terminated,
 )
+from ._logging import setup_logging
 from ._models import HistoryEntry, SessionInfo
 from ._version import __version__
+
+setup_logging()  # a NullHandler on our logger; PDFFILLR_LOG=info|debug turns it on (stderr)
 
 if TYPE_CHECKING:
     from ._async_client import AsyncPdffillrClient

@@ -137,8 +137,10 @@ def tenacity_controls(
 
     At most ``max_retries`` retries follow the first attempt. ``deadline`` is an absolute
     ``clock()`` value: no retry is scheduled whose wait would end past it. Every scheduled retry
-    is logged on the ``pdffillr_sessions`` logger at WARNING. The last error is raised as itself
-    (never wrapped in tenacity's ``RetryError``).
+    is logged on the ``pdffillr_sessions`` logger at INFO, as openai-python logs its retries: a
+    retry that then succeeds is not a problem for anyone to be warned about, and a call that
+    fails for good raises. The last error is raised as itself (never wrapped in tenacity's
+    ``RetryError``).
     """
 
     def wait(state: tenacity.RetryCallState) -> float:
@@ -155,7 +157,7 @@ def tenacity_controls(
 
     def log_retry(state: tenacity.RetryCallState) -> None:
         exc = state.outcome.exception() if state.outcome else None
-        logger.warning(
+        logger.info(
             "%s failed (%s); retry %d of %d in %.2f s",
             describe,
             _short(exc),

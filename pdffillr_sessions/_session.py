@@ -310,7 +310,7 @@ class Session:
         """The client, with ``deadline`` seconds for a whole call (retries included)."""
         timeout = self._client.timeout
         total = deadline if timeout.total is None else min(timeout.total, deadline)
-        return self._client._with_timeout(attrs.evolve(timeout, total=total))
+        return self._client.with_options(timeout=attrs.evolve(timeout, total=total))
 
     # -- operations -----------------------------------------------------------------------------
 

@@ -34,6 +34,10 @@ ALLOWED_ANNOTATIONS: dict[tuple[str, str, str], tuple[str, str]] = {
         "httpx.BaseTransport | None",
         "httpx.AsyncBaseTransport | None",
     ),
+    ("PdffillrClient", "__init__", "http_client"): (
+        "httpx.Client | None",
+        "httpx.AsyncClient | None",
+    ),
     ("PdffillrClient", "__init__", "sleep"): (
         "Callable[[float], None] | None",
         "Callable[[float], Awaitable[None]] | None",
@@ -47,8 +51,9 @@ ALLOWED_ATTRIBUTE_TYPES: dict[tuple[str, str], tuple[type, type]] = {
     ("PdffillrClient", "sessions"): (SessionsResource, AsyncSessionsResource),
 }
 
-# Async members that are plain functions, not coroutine functions (properties are never awaited).
-NOT_AWAITED = {"__init__", "__repr__"}
+# Async members that are plain functions, not coroutine functions (properties are never awaited;
+# with_options only copies settings, as openai-python's does).
+NOT_AWAITED = {"__init__", "__repr__", "with_options"}
 
 _used_annotations: set[tuple[str, str, str]] = set()
 _used_attributes: set[tuple[str, str]] = set()
@@ -164,3 +169,52 @@ def test_the_surface_covers_the_calls_and_the_loop() -> None:
     assert {"request", "run", "close", "closed", "base_url", "__init__", "__enter__"} <= set(client)
     assert "_http_options" not in client and "__dict__" not in client
     assert {"create", "list", "end", "messages", "send", "attach"} <= set(surface(SessionsResource))
+
+
+#: The per-call options of openai-python's methods, on every call of both clients.
+PER_CALL_OPTIONS = [
+    ("extra_headers", "Mapping[str, str] | None"),
+    ("extra_query", "Mapping[str, object] | None"),
+    ("timeout", "float | Timeout | None"),
+    ("max_retries", "int | None"),
+]
+
+
+@pytest.mark.parametrize("resource", [SessionsResource, AsyncSessionsResource])
+def test_every_call_takes_the_per_call_options(resource: type) -> None:
+    """A method added later without them fails here (the comparisons above only check that
+    the two clients agree, not that the options are there)."""
+    calls = [
+        (name, value)
+        for name, value in surface(resource).items()
+        if not name.startswith("_") and inspect.isfunction(value)
+    ]
+    assert {name for name, _ in calls} == {"create", "list", "end", "messages", "send", "attach"}
+    targets = [*calls, ("request", PdffillrClient.request), ("run", PdffillrClient.run)]
+    for name, func in targets:
+        params = inspect.signature(func).parameters
+        found = [
+            (p.name, p.annotation, p.kind, p.default)
+            for p in params.values()
+            if p.name in dict(PER_CALL_OPTIONS)
+        ]
+        expected = [(o, a, inspect.Parameter.KEYWORD_ONLY, None) for o, a in PER_CALL_OPTIONS]
+        assert found == expected, name
+
+
+def test_with_options_is_one_implementation_returning_the_same_kind_of_client() -> None:
+    assert PdffillrClient.with_options is AsyncPdffillrClient.with_options
+    kwargs: dict[str, Any] = {"api_key": "sk_surface_0123456789", "base_url": "http://surface.test"}
+    sync_client, async_client = PdffillrClient(**kwargs), AsyncPdffillrClient(**kwargs)
+    try:
+        for client, resource in (
+            (sync_client, SessionsResource),
+            (async_client, AsyncSessionsResource),
+        ):
+            copy = client.with_options(timeout=3)
+            assert type(copy) is type(client) and type(copy.sessions) is resource
+            assert copy.sessions._client is copy and copy.timeout.request == 3
+            assert client.timeout.request == 60  # the original is unchanged
+    finally:
+        sync_client.close()
+        asyncio.run(async_client.aclose())
