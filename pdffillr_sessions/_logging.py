@@ -43,7 +43,7 @@ class StderrHandler(logging.StreamHandler[TextIO]):
         super().__init__()
         self.setLevel(level)
 
-    @property  # type: ignore[override]
+    @property
     def stream(self) -> TextIO:
         return sys.stderr
 
