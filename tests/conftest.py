@@ -27,8 +27,8 @@ REDACTED_AUTH = "Bearer <API_KEY>"
 
 @pytest.fixture(autouse=True)
 def _isolated_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    """No test sees the developer's key, server or cache."""
-    for name in ("PDFFILLR_API_KEY", "PDFFILLR_BASE_URL"):
+    """No test sees the developer's key, server, cache, log switch or terminal width."""
+    for name in ("PDFFILLR_API_KEY", "PDFFILLR_BASE_URL", "PDFFILLR_LOG", "COLUMNS"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("PDFFILLR_SESSIONS_DB", str(tmp_path / "default-cache" / "history.db"))
 

@@ -166,8 +166,13 @@ def test_the_search_language_is_the_same_on_both(location: str) -> None:
         assert ids("letter side") == {"a", "b", "d"}  # every token, in any order
         assert ids("CAPITAL fund") == {"c", "d"}  # case folded
         assert ids("capital nonexistent") == set()
-        assert ids('"side" letter*') == {"a", "b", "d"}  # quotes and stars are not syntax
+        assert ids('"side" letter*') == {"a", "b", "d"}  # a star is not syntax
         assert ids("side OR letter") == set()  # nor operators: OR is a word, required
+        assert ids('"side letter"') == {"a", "d"}  # a quoted phrase is a phrase
+        assert ids('"letter side"') == set()
+        assert ids('"side letter" MFN') == {"a"}
+        assert ids('"capital call') == {"c", "d"}  # an unbalanced quote runs to the end
+        assert ids('"side\nletter"') == {"a", "d"} and ids("side\x00letter") == {"a", "d"}
         assert ids("") == set() and ids("!!! ---") == set()
         assert ids("capital", session_id="s1") == {"c", "d"}
         assert ids("capital", limit=1) <= {"c", "d"} and len(ids("capital", limit=1)) == 1

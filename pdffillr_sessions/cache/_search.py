@@ -76,8 +76,24 @@ def _hits(
 def _entries_by_rowid(
     conn: sqlite3.Connection, rowids: list[int], scope: str | None, session_id: str | None
 ) -> dict[int, tuple[str, HistoryEntry]]:
-    if not rowids:
-        return {}
+    out: dict[int, tuple[str, HistoryEntry]] = {}
+    # A few hundred rowids a statement: ``search -n 0`` may ask for every hit, and SQLite
+    # takes at most 999 parameters a statement where it was built with its old default.
+    for start in range(0, len(rowids), _ROWIDS_PER_STATEMENT):
+        _add_entries(out, conn, rowids[start : start + _ROWIDS_PER_STATEMENT], scope, session_id)
+    return out
+
+
+_ROWIDS_PER_STATEMENT = 900
+
+
+def _add_entries(
+    out: dict[int, tuple[str, HistoryEntry]],
+    conn: sqlite3.Connection,
+    rowids: list[int],
+    scope: str | None,
+    session_id: str | None,
+) -> None:
     # Unary + keeps the planner on the rowid lookups (not a scan of the scope index).
     marks = ",".join("?" * len(rowids))
     sql = (
@@ -91,7 +107,6 @@ def _entries_by_rowid(
     if session_id is not None:
         sql += " AND +session_id = ?"
         params.append(session_id)
-    out: dict[int, tuple[str, HistoryEntry]] = {}
     for r in conn.execute(sql, params):
         out[r[0]] = (
             r[1],
@@ -105,4 +120,3 @@ def _entries_by_rowid(
                 raw=LazyJSON(r[8]),
             ),
         )
-    return out
