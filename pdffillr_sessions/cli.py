@@ -8,11 +8,13 @@ or tenacity either (the client is imported lazily by the online commands ``sync`
 ``end``), so they start fast. ``serve`` shows the same file in Datasette (the ``[web]`` extra),
 read-only too.
 
-Conventions follow ``llm logs`` and ``sqlite-utils``: every command takes ``--db PATH`` (default
-``$PDFFILLR_SESSIONS_DB`` or the user data directory; a ``postgresql://`` URL names a shared
-PostgreSQL history instead of a file), every listing takes ``--json`` (and
-``--nl`` for newline-delimited JSON) besides a readable table. Errors are one ``Error: ...`` line
-on stderr and a non-zero exit status, never a traceback; the API key never appears in output.
+Conventions follow ``llm logs`` and ``sqlite-utils`` (the README's "Conventions" table): every
+command takes ``-d/--database PATH`` (or ``--db``; default ``$PDFFILLR_SESSIONS_DB`` or the user
+data directory; a ``postgresql://`` URL names a shared PostgreSQL history instead of a file),
+every listing takes sqlite-utils' ``-t/--table`` (the default, fitted to the terminal),
+``--json``, ``--nl``, ``--csv`` and ``--tsv``, and ``-n 0`` means all, as in llm. Errors are one
+``Error: ...`` line on stderr and a non-zero exit status, never a traceback; the library's
+warnings are ``Warning: ...`` lines; the API key never appears in output.
 """
 
 from __future__ import annotations
