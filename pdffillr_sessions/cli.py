@@ -166,6 +166,9 @@ def _listing_options(f: F) -> F:
             raise click.UsageError("--no-headers goes with --csv or --tsv")
         return f(*args, fmt=fmt, **kwargs)
 
+    command = click.option(
+        "--no-headers", "no_headers", is_flag=True, help="CSV or TSV without the header row."
+    )(command)
     for flag, name, text in reversed(
         (
             ("-t/--table", "as_table", "Output as a table that fits the terminal (the default)."),
@@ -176,9 +179,6 @@ def _listing_options(f: F) -> F:
         )
     ):
         command = click.option(*flag.split("/"), name, is_flag=True, help=text)(command)
-    command = click.option(
-        "--no-headers", "no_headers", is_flag=True, help="CSV or TSV without the header row."
-    )(command)
     return command  # type: ignore[return-value]
 
 
