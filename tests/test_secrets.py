@@ -179,6 +179,8 @@ def test_the_key_is_not_in_cli_output(server: Emulator, tmp_path: Path) -> None:
         for args in (
             ["sync"],
             ["sessions", "--json"],
+            ["sessions", "--csv"],
+            ["search", "hello", "--tsv"],
             ["stats", "--json"],
             ["reap", "--older-than", "0"],
         )
@@ -191,6 +193,18 @@ def test_the_key_is_not_in_cli_output(server: Emulator, tmp_path: Path) -> None:
     assert outputs[-1].exit_code != 0  # an error path, too
     for result in outputs:
         assert FAKE_KEY not in result.output
+    # The command line with PDFFILLR_LOG=debug, retrying (its log on stderr).
+    server.add_fault(Fault("status", status=503, times=2, body=f"echo {FAKE_KEY}"))
+    logged = subprocess.run(
+        [sys.executable, "-m", "pdffillr_sessions", "sync", "-d", str(db)],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **env, "PDFFILLR_LOG": "debug", "PYTHONPATH": str(ROOT)},
+        timeout=60,
+        check=True,
+    )
+    assert "retry 1 of 2" in logged.stderr and "<redacted>" in logged.stderr
+    assert FAKE_KEY not in logged.stdout + logged.stderr
 
 
 # -- no frame local, no echoed text -------------------------------------------------------------
