@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from pdffillr_sessions import APITimeoutError, HistoryCache, PdffillrClient, Session, reap
-from pdffillr_sessions import _session as session_module
+from pdffillr_sessions import _lifecycle as session_module
 from pdffillr_sessions.emulator import Emulator, Fault
 
 KEY = "sk_exit_deadlines_SECRET_31f0"
