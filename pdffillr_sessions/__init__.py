@@ -1,7 +1,8 @@
 """pdffillr-sessions: a Python client for the Pdffillr chat-sessions API.
 
-``with Session(client, title=...) as s:`` opens a session and always ends it; retries never
-duplicate a create or a send; every history is mirrored into a local SQLite cache readable offline.
+``with Session(client, title=...) as s:`` (or ``async with AsyncSession(...)``) opens a session
+and always ends it; retries never duplicate a create or a send; every history is mirrored into a
+local SQLite cache readable offline.
 
 Errors and models import eagerly (they are light). The client, the session wrapper, the cache
 and the operations (``sync``, ``reap``, ``end_sessions``) are imported on first use, so that the
@@ -38,6 +39,7 @@ from ._version import __version__
 
 if TYPE_CHECKING:
     from ._async_client import AsyncPdffillrClient
+    from ._async_session import AsyncSession
     from ._client import PdffillrClient
     from ._config import Timeout
     from ._end import EndOutcome, EndReport, end_sessions
@@ -49,6 +51,7 @@ if TYPE_CHECKING:
 
 _LAZY = {
     "AsyncPdffillrClient": "._async_client",
+    "AsyncSession": "._async_session",
     "PdffillrClient": "._client",
     "RetryPolicy": "._retry",
     "Timeout": "._config",
@@ -73,6 +76,7 @@ __all__ = [
     "APIStatusError",
     "APITimeoutError",
     "AsyncPdffillrClient",
+    "AsyncSession",
     "AuthenticationError",
     "BadRequestError",
     "CacheError",

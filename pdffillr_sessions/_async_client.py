@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import asyncio
 import builtins
+import copy
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, TypeVar
 
+import attrs
 import httpx
 
 from . import _calls, _exchange
@@ -125,6 +127,14 @@ class AsyncPdffillrClient(ConfiguredClient[httpx.AsyncClient]):
         except call.done_on:
             return call.parse(b"")
         return call.parse(response.content)
+
+    def _with_timeout(self, timeout: Timeout) -> AsyncPdffillrClient:
+        """This client with other time limits, sharing its connection pool (never close it):
+        how an ``AsyncSession`` block's exit bounds its final calls (``PdffillrClient``'s twin)."""
+        clone = copy.copy(self)
+        clone._config = attrs.evolve(self._config, timeout=timeout)
+        clone.sessions = AsyncSessionsResource(clone)
+        return clone
 
 
 class AsyncSessionsResource:
