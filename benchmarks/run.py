@@ -824,7 +824,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     text = f"{header}\n{table(figs)}\n\n{METHOD}"
     print(table(figs))
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(text, encoding="utf-8")
+    # The PostgreSQL figures (benchmarks/postgres.py) are a section of their own: kept.
+    old = args.out.read_text(encoding="utf-8") if args.out.exists() else ""
+    kept = old[old.index("\n## PostgreSQL\n") :] if "\n## PostgreSQL\n" in old else ""
+    args.out.write_text(text + kept, encoding="utf-8")
     print(f"\nwritten to {args.out}", file=sys.stderr)
     return 0
 

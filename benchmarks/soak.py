@@ -50,7 +50,7 @@ def run_soak(
     max_retries: int = 10,
     attach_every: int = 10,
     raise_every: int = 25,
-    db: Path | None = None,
+    db: Path | str | None = None,
     sync_after: bool = False,
 ) -> dict[str, Any]:
     """Run the soak and return its figures (see the module docstring)."""
@@ -164,7 +164,7 @@ def run_soak(
     }
 
 
-def _missing(emu: Any, db: Path) -> int:
+def _missing(emu: Any, db: Path | str) -> int:
     from pdffillr_sessions import HistoryCache
 
     total = 0
@@ -228,7 +228,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--sync-after", action="store_true", help="run a sync after the reap (low retries)"
     )
-    p.add_argument("--db", type=Path, default=None, help="keep the cache here (default: temp)")
+    p.add_argument(
+        "--db",
+        default=None,
+        help="keep the cache here: a file, or a postgresql:// URL (default: a temporary file)",
+    )
     p.add_argument("--json", action="store_true")
     p.add_argument("-v", "--verbose", action="store_true", help="log every retry (stderr)")
     args = p.parse_args(argv)

@@ -365,7 +365,7 @@ def markdown(s: CachedSession, entries: Sequence[HistoryEntry]) -> str:
 def stats_text(stats: CacheStats) -> str:
     lines = [
         f"path:            {stats.path}",
-        f"file size:       {stats.file_size:,} bytes",
+        f"size:            {stats.file_size:,} bytes",
         f"schema version:  {stats.schema_version}",
         f"sessions:        {stats.sessions}",
     ]
@@ -380,6 +380,12 @@ def stats_text(stats: CacheStats) -> str:
     ]
     lines.append(f"pending ends:    {stats.pending_ends}  (see `pdffillr-sessions reap`)")
     lines.append(f"create intents:  {stats.create_intents}")
+    if stats.sessions_by_host:
+        lines.append("hosts (sessions opened by a with-block there):")
+        lines += [
+            f"  {cell(host):<17}{n} sessions, {stats.pending_by_host.get(host, 0)} pending"
+            for host, n in stats.sessions_by_host.items()
+        ]
     return "\n".join(lines) + "\n"
 
 

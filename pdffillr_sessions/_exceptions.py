@@ -39,6 +39,24 @@ class CacheError(PdffillrError):
     """The local history cache cannot be used (corrupt, foreign, or a newer schema)."""
 
 
+class CacheConnectionError(CacheError):
+    """The cache's PostgreSQL server cannot be reached (refused, no such host or socket, timed
+    out), or the connection to it was lost."""
+
+
+class CacheAuthenticationError(CacheError):
+    """The cache's PostgreSQL server refused the user or its password (which is never shown)."""
+
+
+class CacheNotFoundError(CacheError):
+    """The cache does not exist: no such PostgreSQL database (or no such file, read-only)."""
+
+
+class OwnerLockLostError(CacheError):
+    """A with-block's owner lock (its PostgreSQL lock connection) is gone: another machine's
+    ``reap`` may end the session at any moment, so the block sends nothing more."""
+
+
 class APIConnectionError(PdffillrError):
     """The request never got a complete answer: refused, reset, or cut short.
 

@@ -51,11 +51,11 @@ from ._exceptions import (
     SessionStateError,
 )
 from ._models import HistoryEntry, SessionInfo
-from ._owner import OwnerLock
 from ._validation import validate_session_id, validate_title
 
 if TYPE_CHECKING:
     from .cache import CacheArg, HistoryCache
+    from .cache._backend import OwnerLock
 
 __all__ = [
     "END_DEADLINE",
@@ -274,7 +274,8 @@ class Lifecycle:
         """Create the session, recorded before (the intent) and after (opened here).
 
         Order, and why: the owner lock is taken before the intent is written and held until the
-        end is recorded (``reap`` learns from the kernel whether the block still runs); the
+        end is recorded (``reap`` learns from the kernel, or the PostgreSQL server, whether the
+        block still runs); the
         intent is written before the request (a crash between the server's reply and the next
         write leaves the intent, whose key lets ``reap`` replay the create and end the session);
         the session is recorded before the block runs (never a block the cache does not know).
@@ -316,7 +317,8 @@ class Lifecycle:
             self.cache_arg, self.io.key_scope, server=self.io.server
         )
         if self.cache is not None:
-            self.owner = OwnerLock.acquire(self.cache.path)
+            # A flocked file (SQLite) or an advisory lock (PostgreSQL): see _owner, _pg_locks.
+            self.owner = self.cache.acquire_owner()
             self.cache.record_create_intent(key, self.requested_title, owner_lock=self._owner_name)
 
     def _after_failed_create_now(self, exc: BaseException, key: str) -> None:
@@ -403,6 +405,8 @@ class Lifecycle:
         """
         async with self.io.serial():
             sid = self.require_open(verb)
+            if self.owner is not None:
+                self.owner.check()  # lost: a reaper may end it any moment; send nothing more
             try:
                 entries = await call(sid)
             except SessionEndedError:

@@ -127,6 +127,11 @@ class OwnerLock:
     def held(self) -> bool:
         return self._fd is not None and self._pid == os.getpid()
 
+    def check(self) -> None:
+        """Nothing to check: a ``flock`` lives exactly as long as this process (the PostgreSQL
+        lock, whose connection can be cut, checks itself: ``cache._pg_locks``)."""
+        return None
+
     def release(self, *, resolved: bool) -> None:
         """Let go of the lock: the owner is done. ``resolved``: its records need nothing more
         (the file is deleted first); otherwise the file stays for ``reap`` to find unlocked.

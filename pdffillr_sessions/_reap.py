@@ -7,11 +7,14 @@ Two kinds of leftovers, in the client key's scope and on the client's server onl
   Idempotency-Key (the server answers with the session it made, or makes it now), then that
   session is ended.
 
-Whether a record's with-block still runs is asked of the kernel (``_owner``): reap tries to take
-the owner's lock. Taken (the owner died, the kernel let go): the record is dealt with at once,
-whatever its age, with the lock held meanwhile so no other reap works on it. Held by someone:
-left alone. Records with no lock (written by older versions) fall back to their age
-(``older_than``). What to do with each record is decided by pure functions (``decide_session``,
+Whether a record's with-block still runs is asked of its owner lock
+(``HistoryCache.probe_owner``: the kernel's ``flock`` for an SQLite file, ``_owner``; a
+PostgreSQL session-level advisory lock for a shared database, exact across machines,
+``cache._pg_locks``): reap tries to take it. Taken (the owner died, the kernel or the database
+let go): the record is dealt with at once, whatever its age, with the lock held meanwhile so no
+other reap works on it (two reapers never both replay an intent). Held by someone: left alone.
+Records with no lock (written by older versions) fall back to their age (``older_than``).
+What to do with each record is decided by pure functions (``decide_session``,
 ``decide_intent``) from the record, the cutoff and what the lock said; the loop in ``reap``
 only does the I/O they ask for.
 
@@ -23,7 +26,6 @@ it).
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
 import attrs
@@ -31,7 +33,7 @@ import attrs
 from ._contract import LOCAL_END_PENDING, LocalState
 from ._end import EndOutcome, end_one
 from ._exceptions import BadRequestError, CacheError, PdffillrError, one_line
-from ._owner import Liveness, Probe
+from ._owner import Liveness
 
 if TYPE_CHECKING:
     from ._client import PdffillrClient
@@ -205,12 +207,13 @@ def reap(
     what ``Session`` takes; a missing cache file means nothing to reap (it is not created).
     """
     from .cache import cache_path, open_cache
+    from .cache._location import display, exists
 
     path = cache_path(cache)
     if path is None:
         return ReapReport(dry_run=dry_run, note="mirroring is off (cache=False)")
-    if not Path(path).exists():
-        return ReapReport(dry_run=dry_run, note=f"no history cache at {path}")
+    if not exists(path):
+        return ReapReport(dry_run=dry_run, note=f"no history cache at {display(path)}")
     cutoff = datetime.now(UTC) - (REAP_DEFAULT_OLDER_THAN if older_than is None else older_than)
     opened, owned = open_cache(cache, client.key_scope, server=client.server, readonly=dry_run)
     if opened is None:  # pragma: no cover - cache_path said it is not False
@@ -241,7 +244,7 @@ def _reap_session(
     dry_run: bool,
     include_live: bool,
 ) -> ReapOutcome:
-    with Probe(cache.path, s.owner_lock) as probe:
+    with cache.probe_owner(s.owner_lock) as probe:
         decided = decide_session(s, owner=probe.liveness, cutoff=cutoff, include_live=include_live)
         if decided.action != "would_end" or dry_run:
             return decided
@@ -281,7 +284,7 @@ def _reap_intent(
     dry_run: bool,
     include_live: bool,
 ) -> ReapOutcome:
-    with Probe(cache.path, intent.owner_lock) as probe:
+    with cache.probe_owner(intent.owner_lock) as probe:
         decided = decide_intent(
             intent, owner=probe.liveness, cutoff=cutoff, include_live=include_live
         )

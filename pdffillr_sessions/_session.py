@@ -7,8 +7,12 @@ someone ends it. ``Session`` creates one on entry and ends it on every exit (suc
 The cache is told about a create *before* it is sent (the intent and its Idempotency-Key), and
 about the session before the block runs, so that a process killed at any point leaves enough on
 disk for ``pdffillr-sessions reap`` to end what it opened. From before the intent is written
-until the end is recorded, the block holds an owner lock (``_owner``) that the kernel drops when
-the process dies: ``reap`` ends a dead block's session at once and never a running one's.
+until the end is recorded, the block holds an owner lock (``HistoryCache.acquire_owner``: a
+``flock``ed file, ``_owner``, or on PostgreSQL an advisory lock, ``cache._pg_locks``) that the
+kernel or the database drops when the process dies: ``reap`` ends a dead block's session at once
+and never a running one's. The block asks its lock before each send and attach: a PostgreSQL
+lock whose connection was cut makes it stop (``OwnerLockLostError``; its exit ends the session),
+since a reaper elsewhere may then end the session at any moment.
 
 SIGTERM and SIGHUP unwind the block like Ctrl-C (``_signals``); the block's exit bounds its
 final mirror and its end with deadlines of their own (``FINAL_MIRROR_DEADLINE``,

@@ -9,7 +9,8 @@ or tenacity either (the client is imported lazily by the online commands ``sync`
 read-only too.
 
 Conventions follow ``llm logs`` and ``sqlite-utils``: every command takes ``--db PATH`` (default
-``$PDFFILLR_SESSIONS_DB`` or the user data directory), every listing takes ``--json`` (and
+``$PDFFILLR_SESSIONS_DB`` or the user data directory; a ``postgresql://`` URL names a shared
+PostgreSQL history instead of a file), every listing takes ``--json`` (and
 ``--nl`` for newline-delimited JSON) besides a readable table. Errors are one ``Error: ...`` line
 on stderr and a non-zero exit status, never a traceback; the API key never appears in output.
 """
@@ -30,7 +31,7 @@ from . import _cli_output as out
 from . import _contract
 from ._durations import parse_duration, parse_since
 from ._exceptions import PdffillrError, one_line
-from ._paths import default_cache_path
+from ._paths import default_cache_location
 from ._serve import DEFAULT_PORT
 from ._version import __version__
 from .emulator._cli import emulator_command
@@ -82,14 +83,30 @@ def _silence_stdout() -> None:
 # -- options and parsing -----------------------------------------------------------------------
 
 
+class _DbParam(click.ParamType[Any, Any]):
+    """``--db``: a file path, or a ``postgresql://`` URL kept as given (a path would fold its
+    ``//``)."""
+
+    name = "PATH|URL"
+    _file = click.Path(dir_okay=False, path_type=Path)
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        from .cache._location import is_postgres_url
+
+        if isinstance(value, str) and is_postgres_url(value):
+            return value.strip()
+        return self._file.convert(value, param, ctx)
+
+
 def _db_option(f: F) -> F:
     return click.option(
         "--db",
         "db",
-        type=click.Path(dir_okay=False, path_type=Path),
+        type=_DbParam(),
         default=None,
-        help=f"The history cache file [default: ${_contract.ENV_CACHE_PATH} or "
-        "history.db in the user data directory; see `pdffillr-sessions path`].",
+        help=f"The history cache file, or a postgresql:// URL [default: "
+        f"${_contract.ENV_CACHE_PATH} or history.db in the user data directory; see "
+        "`pdffillr-sessions path`].",
     )(f)
 
 
@@ -110,8 +127,16 @@ def _base_url_option(f: F) -> F:
     )(f)
 
 
-def _resolve_db(db: Path | None) -> Path:
-    return db if db is not None else default_cache_path()
+def _resolve_db(db: Path | str | None) -> Path | str:
+    """The cache location: ``--db``, else the default (a path, or a URL from the environment)."""
+    return db if db is not None else default_cache_location()
+
+
+def _shown(location: Path | str) -> str:
+    """A location as it may be printed (a URL without its password)."""
+    from .cache._location import display
+
+    return display(location)
 
 
 def _since_callback(ctx: click.Context, param: click.Parameter, value: str | None) -> Any:
@@ -133,10 +158,10 @@ def _duration_callback(ctx: click.Context, param: click.Parameter, value: str) -
 # -- the cache and the client ------------------------------------------------------------------
 
 
-def _open_readonly(db: Path | None) -> HistoryCache:
+def _open_readonly(db: Path | str | None) -> HistoryCache:
     """The cache, read-only: never created, never migrated, never written."""
     path = _resolve_db(db)
-    if not path.exists():
+    if isinstance(path, Path) and not path.exists():
         raise click.ClickException(
             f"no history cache at {path} (nothing recorded yet: run a Session, or "
             "`pdffillr-sessions sync`)"
@@ -192,9 +217,9 @@ def main() -> None:
 
 @main.command()
 @_db_option
-def path(db: Path | None) -> None:
-    """Print the path of the history cache."""
-    out.write(f"{_resolve_db(db)}\n")
+def path(db: Path | str | None) -> None:
+    """Print the path of the history cache (or its PostgreSQL URL, without the password)."""
+    out.write(f"{_shown(_resolve_db(db))}\n")
 
 
 @main.command()
@@ -220,7 +245,7 @@ def sessions(
     since: datetime | None,
     as_json: bool,
     nl: bool,
-    db: Path | None,
+    db: Path | str | None,
 ) -> None:
     """List the cached sessions, newest first.
 
@@ -239,7 +264,7 @@ def sessions(
 @click.argument("session_id")
 @_json_options
 @_db_option
-def show(session_id: str, as_json: bool, nl: bool, db: Path | None) -> None:
+def show(session_id: str, as_json: bool, nl: bool, db: Path | str | None) -> None:
     """Show one session: its metadata and its history as a transcript.
 
     --json prints the session object with its entries (the same as `export --format json`);
@@ -265,7 +290,7 @@ def show(session_id: str, as_json: bool, nl: bool, db: Path | None) -> None:
 @_json_options
 @_db_option
 def search(
-    query: str, session_id: str | None, limit: int, as_json: bool, nl: bool, db: Path | None
+    query: str, session_id: str | None, limit: int, as_json: bool, nl: bool, db: Path | str | None
 ) -> None:
     """Full-text search over every cached history, best match first."""
     with _open_readonly(db) as cache:
@@ -300,7 +325,7 @@ def search(
     help="Write to this file instead of stdout.",
 )
 @_db_option
-def export(session_id: str, fmt: str, output: Path | None, db: Path | None) -> None:
+def export(session_id: str, fmt: str, output: Path | None, db: Path | str | None) -> None:
     """Export one session's history.
 
     jsonl: one JSON object per entry (id, session_id, type, role, content, created_at, then
@@ -329,7 +354,7 @@ def export(session_id: str, fmt: str, output: Path | None, db: Path | None) -> N
 @main.command()
 @click.option("--json", "as_json", is_flag=True, help="Output JSON.")
 @_db_option
-def stats(as_json: bool, db: Path | None) -> None:
+def stats(as_json: bool, db: Path | str | None) -> None:
     """Counts per status and key scope, entries, file size, schema version, date range.
 
     --json prints `HistoryCache.stats()` (a `CacheStats`) with its field names as keys.
@@ -345,7 +370,7 @@ def stats(as_json: bool, db: Path | None) -> None:
 @main.command()
 @click.option("--json", "as_json", is_flag=True, help="Output JSON.")
 @_db_option
-def check(as_json: bool, db: Path | None) -> None:
+def check(as_json: bool, db: Path | str | None) -> None:
     """Check the integrity of the cache file: SQLite's, then the full-text index's.
 
     The file is only read: the full-text check (a write statement for SQLite) runs on a
@@ -409,7 +434,7 @@ def sync(
     concurrency: int,
     base_url: str | None,
     as_json: bool,
-    db: Path | None,
+    db: Path | str | None,
 ) -> None:
     """Mirror the server's sessions and their histories into the cache.
 
@@ -462,7 +487,7 @@ def reap(
     include_live: bool,
     base_url: str | None,
     as_json: bool,
-    db: Path | None,
+    db: Path | str | None,
 ) -> None:
     """End the sessions this machine opened and never saw ended (crashed or killed scripts).
 
@@ -482,13 +507,17 @@ def reap(
     with-block has already exited. A 404 marks a session ended only if the cache recorded it
     for this server.
 
+    On a PostgreSQL cache (--db postgresql://...) every with-block, on any machine, holds an
+    advisory lock while it runs: reap ends what a dead block left at once and never touches a
+    running one, and several reapers may run at once (a cron job on each machine is fine).
+
     Exits 1 if any session could not be ended. Needs $PDFFILLR_API_KEY.
     """
     from ._reap import ReapReport
     from ._reap import reap as reap_cache
 
     path = _resolve_db(db)
-    if not path.exists():  # nothing to reap: not even a key is needed to say so
+    if isinstance(path, Path) and not path.exists():  # nothing to reap: no key needed to say so
         report = ReapReport(dry_run=dry_run, note=f"no history cache at {path}")
     else:
         with _make_client(base_url) as client:
@@ -509,7 +538,9 @@ def reap(
 @_base_url_option
 @click.option("--json", "as_json", is_flag=True, help="Print the results as JSON.")
 @_db_option
-def end(session_ids: tuple[str, ...], base_url: str | None, as_json: bool, db: Path | None) -> None:
+def end(
+    session_ids: tuple[str, ...], base_url: str | None, as_json: bool, db: Path | str | None
+) -> None:
     """End sessions upstream by id and record them ended in the cache.
 
     Any session of the key can be ended, not only those a with-block opened here. Every id is
@@ -549,7 +580,7 @@ main.add_command(emulator_command, name="emulator")
 )
 @click.option("-o", "--open", "open_browser", is_flag=True, help="Open the page in a browser.")
 @_db_option
-def serve(port: int, open_browser: bool, db: Path | None) -> None:
+def serve(port: int, open_browser: bool, db: Path | str | None) -> None:
     """Browse the history in Datasette: sessions, transcripts and search, read-only.
 
     Prints the address of the sessions page, then serves until Ctrl-C. Only 127.0.0.1 listens
@@ -559,10 +590,17 @@ def serve(port: int, open_browser: bool, db: Path | None) -> None:
     """
     from ._serve import serve as serve_cache
 
+    location = _resolve_db(db)
+    if not isinstance(location, Path):
+        raise click.ClickException(
+            f"serve shows an SQLite cache file; {_shown(location)} is a PostgreSQL database "
+            "(Datasette reads SQLite only)"
+        )
+
     def ready(url: str) -> None:
         click.echo(url)
-        click.echo(f"Serving {_resolve_db(db)} read-only: Ctrl-C stops.", err=True)
+        click.echo(f"Serving {location} read-only: Ctrl-C stops.", err=True)
         if open_browser:
             click.launch(url)
 
-    serve_cache(_resolve_db(db), port=port, ready=ready)
+    serve_cache(location, port=port, ready=ready)

@@ -10,6 +10,7 @@ fixed port, with::
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -109,3 +110,50 @@ def emulator() -> Iterator[Any]:
 
     with Emulator(port=0) as emu:
         yield emu
+
+
+# -- PostgreSQL --------------------------------------------------------------------------------
+
+
+def _install_postgres() -> str | None:
+    """Install Debian's ``postgresql`` when missing and possible (root with apt-get, as in CI);
+    returns why not, or None."""
+    import shutil
+    import subprocess
+
+    if os.geteuid() != 0 or shutil.which("apt-get") is None:
+        return "not root with apt-get"
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    for step in (["apt-get", "update", "-qq"], ["apt-get", "install", "-y", "-qq", "postgresql"]):
+        done = subprocess.run(step, capture_output=True, text=True, env=env)
+        if done.returncode != 0:
+            return f"{' '.join(step)} failed: {done.stderr.strip()[-200:]}"
+    return None
+
+
+@pytest.fixture(scope="session")
+def pg_server() -> Iterator[Any]:
+    """One throwaway PostgreSQL server for the whole test session (``tests/_postgres.py``)."""
+    from tests import _postgres
+
+    try:
+        import psycopg  # noqa: F401
+    except ImportError:
+        pytest.skip("psycopg is not installed: pip install -e '.[test]' (or '.[postgres]')")
+    bindir = _postgres.find_binaries()
+    if bindir is None:
+        why = _install_postgres()
+        bindir = _postgres.find_binaries()
+        if bindir is None:
+            pytest.skip(f"{_postgres.HOW_TO_ENABLE} ({why or 'install did not provide them'})")
+    server = _postgres.start_server(bindir)
+    try:
+        yield server
+    finally:
+        _postgres.remove(server)
+
+
+@pytest.fixture
+def pg_url(pg_server: Any) -> str:
+    """A fresh, empty database of the session's server, as a ``postgresql://`` URL."""
+    return str(pg_server.url(pg_server.new_database()))

@@ -2,10 +2,10 @@
 
 ``PdffillrClient`` / ``AsyncPdffillrClient``, ``SessionsResource`` / ``AsyncSessionsResource`` and
 ``Session`` / ``AsyncSession`` are compared member by member (the async twin's methods are
-coroutine functions, ``resume`` included; properties are never awaited). Every difference between a pair must be listed below (a renamed
-method, an annotation that names the async flavour of a type); anything else, such as a method or
-a parameter added to one client only, fails here. An allowance that no longer matches anything
-fails too, so the lists cannot rot.
+coroutine functions, ``resume`` included; properties are never awaited). Every difference
+between a pair must be listed below (a renamed method, an annotation that names the async
+flavour of a type); anything else, such as a method or a parameter added to one twin only, fails
+here. An allowance that no longer matches anything fails too, so the lists cannot rot.
 """
 
 from __future__ import annotations

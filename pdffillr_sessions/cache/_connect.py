@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from .._exceptions import CacheError
+from .._exceptions import CacheError, CacheNotFoundError
 from ._files import check_file, ensure_private_file, readonly_uri
 from ._schema import KNOWN_MIGRATIONS, applied_migrations
 
@@ -34,7 +34,7 @@ def connect(path: Path, *, readonly: bool) -> sqlite3.Connection:
     """A connection in autocommit mode (we issue BEGIN ourselves), checked file first."""
     if readonly:
         if not path.exists():
-            raise CacheError(f"no cache at {path}")
+            raise CacheNotFoundError(f"no cache at {path}")
         check_file(path)
         target, uri = readonly_uri(path), True
     else:

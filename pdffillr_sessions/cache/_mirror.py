@@ -7,11 +7,11 @@ server's order. New rows are indexed for full-text search in bulk, in the same t
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Sequence
 
 from .._models import HistoryEntry
 from . import _sql
+from ._backend import Conn
 from ._rows import entry_rows
 
 __all__ = ["index_new", "max_rowid", "merge", "prefix_ok", "raise_message_count", "tail"]
@@ -19,7 +19,7 @@ __all__ = ["index_new", "max_rowid", "merge", "prefix_ok", "raise_message_count"
 Tail = tuple[int, int, str | None]
 
 
-def tail(conn: sqlite3.Connection, scope: str, session_id: str) -> Tail:
+def tail(conn: Conn, scope: str, session_id: str) -> Tail:
     """(row count, max seq, id at max seq) of a session's cached history."""
     count, max_seq = conn.execute(
         "SELECT count(*), max(seq) FROM history WHERE scope = ? AND session_id = ?",
@@ -42,11 +42,11 @@ def prefix_ok(cached: Tail, entries: Sequence[HistoryEntry]) -> bool:
     return count == max_seq + 1 and count <= len(entries) and entries[count - 1].id == last_id
 
 
-def max_rowid(conn: sqlite3.Connection) -> int:
+def max_rowid(conn: Conn) -> int:
     return int(conn.execute("SELECT coalesce(max(rowid), 0) FROM history").fetchone()[0])
 
 
-def index_new(conn: sqlite3.Connection, after_rowid: int) -> None:
+def index_new(conn: Conn, after_rowid: int) -> None:
     """Index every history row above ``after_rowid`` (one statement: faster than a trigger)."""
     conn.execute(
         "INSERT INTO history_fts (rowid, content) "
@@ -55,9 +55,7 @@ def index_new(conn: sqlite3.Connection, after_rowid: int) -> None:
     )
 
 
-def merge(
-    conn: sqlite3.Connection, scope: str, session_id: str, entries: Sequence[HistoryEntry]
-) -> int:
+def merge(conn: Conn, scope: str, session_id: str, entries: Sequence[HistoryEntry]) -> int:
     """The slow path: insert unknown ids, then renumber seq to the server's order."""
     existing: dict[str, tuple[int, int]] = {
         r[0]: (r[1], r[2])
@@ -91,7 +89,7 @@ def merge(
     return max(cur.rowcount, 0)
 
 
-def raise_message_count(conn: sqlite3.Connection, scope: str, session_id: str) -> None:
+def raise_message_count(conn: Conn, scope: str, session_id: str) -> None:
     """Store ``sessions.message_count`` >= the entries cached for it.
 
     The contract makes ``message_count`` the number of history entries, and history is

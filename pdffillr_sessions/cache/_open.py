@@ -1,8 +1,9 @@
 """What a ``cache=`` argument means, in one place for ``Session``, ``sync``, ``reap`` and ``end``.
 
-``None`` (or ``True``) is the default file (``PDFFILLR_SESSIONS_DB`` or the user data
-directory), ``False`` turns mirroring off, a path opens that file, and a ``HistoryCache`` is
-used as given, through a view restricted to the client's key (and server).
+``None`` (or ``True``) is the default location (``PDFFILLR_SESSIONS_DB`` or the user data
+directory), ``False`` turns mirroring off, a path opens that file, a ``postgresql://`` URL that
+database (``_location``), and a ``HistoryCache`` is used as given, through a view restricted to
+the client's key (and server).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import os
 from typing import TypeAlias
 
 from .._exceptions import ConfigurationError
+from ._location import Location, resolve
 from ._store import HistoryCache
 
 __all__ = ["CacheArg", "open_cache"]
@@ -40,14 +42,10 @@ def open_cache(
     return HistoryCache(path, scope=scope, server=server, readonly=readonly), True
 
 
-def cache_path(cache: CacheArg) -> os.PathLike[str] | str | None:
-    """The file a ``cache=`` argument names (None: mirroring is off)."""
+def cache_path(cache: CacheArg) -> Location | None:
+    """The file or database a ``cache=`` argument names (None: mirroring is off)."""
     if cache is False:
         return None
     if isinstance(cache, HistoryCache):
         return cache.path
-    if cache is None or cache is True:
-        from .._paths import default_cache_path
-
-        return default_cache_path()
-    return cache
+    return resolve(None if cache is None or cache is True else cache)

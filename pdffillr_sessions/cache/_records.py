@@ -43,7 +43,8 @@ class CachedSession:
     #: The server it lives on (normalised base URL); None for rows written before servers were
     #: recorded (``m004_server_and_owner_lock``), or by a cache opened without a server.
     server: str | None = None
-    #: The lock file its with-block holds while it runs (``_owner``); None when no block owns it.
+    #: The lock its with-block holds while it runs (``HistoryCache.acquire_owner``: a lock file,
+    #: or on PostgreSQL an advisory lock); None when no block owns it.
     owner_lock: str | None = None
 
     @property
@@ -116,3 +117,7 @@ class CacheStats:
     oldest_created_at: str | None
     newest_created_at: str | None
     file_size: int
+    #: Sessions opened by a with-block, per host that opened them (a fleet's workers), and how
+    #: many of those are still pending (open or end pending: what ``reap`` looks at).
+    sessions_by_host: Mapping[str, int] = attrs.field(factory=dict)
+    pending_by_host: Mapping[str, int] = attrs.field(factory=dict)

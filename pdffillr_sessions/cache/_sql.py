@@ -16,6 +16,7 @@ __all__ = [
     "SESSION_SELECT",
     "UPSERT_SESSION",
     "fts_query",
+    "query_tokens",
     "scope_filter",
     "server_filter",
 ]
@@ -104,20 +105,27 @@ FROM sessions s
 """
 
 
-def fts_query(query: str) -> str:
-    """Every whitespace-separated token as a quoted FTS5 string: no user syntax survives.
+def query_tokens(query: str) -> list[str]:
+    """The search query language, the same for SQLite and PostgreSQL: whitespace-separated
+    tokens, each matched as a phrase of its words (``side-letter`` is "side" then "letter"),
+    every token required; no operator or other syntax. Tokens with no letter or digit are
+    dropped.
 
     NUL separates tokens too: SQLite reads an FTS5 query as a C string, so a NUL inside a quoted
     token would cut it short ("unterminated string").
     """
-    tokens = [t for t in query.replace("\x00", " ").split() if any(ch.isalnum() for ch in t)]
-    return " ".join('"' + t.replace('"', '""') + '"' for t in tokens)
+    return [t for t in query.replace("\x00", " ").split() if any(ch.isalnum() for ch in t)]
+
+
+def fts_query(query: str) -> str:
+    """Every token (``query_tokens``) as a quoted FTS5 string: no user syntax survives."""
+    return " ".join('"' + t.replace('"', '""') + '"' for t in query_tokens(query))
 
 
 def scope_filter(scope: str | None, alias: str = "") -> tuple[str, tuple[str, ...]]:
     """A WHERE clause (and its arguments) restricting rows to ``scope``; None: every scope."""
     if scope is None:
-        return "1", ()
+        return "TRUE", ()
     return f"{alias}scope = ?", (scope,)
 
 
@@ -125,5 +133,5 @@ def server_filter(server: str | None, alias: str = "") -> tuple[str, tuple[str, 
     """A WHERE clause restricting rows to ``server`` and to rows that do not say which server
     they belong to (written before servers were recorded); None: every server."""
     if server is None:
-        return "1", ()
+        return "TRUE", ()
     return f"({alias}server = ? OR {alias}server IS NULL)", (server,)

@@ -1,7 +1,13 @@
-"""``HistoryCache``: the local SQLite mirror of every session's history, readable offline.
+"""``HistoryCache``: the mirror of every session's history, readable offline.
 
-Design notes (opening and migrating is ``_connect``, the SQL ``_sql``, the row mapping ``_rows``,
-how a history lands in its table ``_mirror``, full-text search ``_search``):
+One store, two databases: an SQLite file (the default, embedded) or a PostgreSQL database (a
+``postgresql://`` URL, for many machines sharing one history). The store holds every decision;
+the backend (``_backend``: ``_sqlite`` or ``_pg``) only runs its statements in its dialect, makes
+transactions, indexes and searches the text, and provides the owner locks ``reap`` asks.
+
+Design notes (opening and migrating is ``_connect``/``_pg``, the SQL ``_sql``, the row
+mapping ``_rows``, how a history lands in its table ``_mirror``, full-text search ``_search``
+and ``_pg_search``):
 
 * Rows are scoped by ``key_scope(api_key)``; the key itself is never stored. A scoped cache
   reads and writes only its scope; an unscoped cache reads the whole file and cannot write.
@@ -31,10 +37,9 @@ from __future__ import annotations
 
 import os
 import socket
-import sqlite3
 import threading
 from collections.abc import Iterable, Iterator, Sequence
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -44,12 +49,10 @@ from .._contract import LOCAL_END_PENDING, LOCAL_ENDED, LOCAL_OPEN
 from .._exceptions import CacheError, ConfigurationError
 from .._models import HistoryEntry, SessionInfo
 from .._scope import key_scope
-from . import _mirror, _sql
-from ._connect import connect, prepare, write_transaction
-from ._integrity import integrity_problems
+from . import _location, _mirror, _sql
+from ._backend import Backend, Conn, OwnerLock, Probe, open_backend
 from ._records import CachedSession, CacheStats, CreateIntent, SearchHit
 from ._rows import entry_rows, now, server_ended_at, session_from_row, ts
-from ._search import search
 from ._speedups import ENCODER, build_entries, gc_paused, json_text
 
 __all__ = ["HistoryCache"]
@@ -58,9 +61,11 @@ _fromiso = datetime.fromisoformat
 
 
 class HistoryCache:
-    """The local SQLite mirror of every session's history (see the module docstring)."""
+    """The mirror of every session's history: an SQLite file, or a PostgreSQL database when
+    ``path`` is a ``postgresql://`` URL (see the module docstring)."""
 
-    _conn: sqlite3.Connection
+    _db: Backend
+    _conn: Conn
     _lock: threading.RLock
     _owner: bool
 
@@ -82,44 +87,28 @@ class HistoryCache:
         if scope is not None and (not isinstance(scope, str) or not scope):
             raise ConfigurationError("scope must be a non-empty string")
         _check_server(server)
-        if path is None:
-            from .._paths import default_cache_path
-
-            path = default_cache_path()
-        self._path = Path(path).expanduser()
         self._scope = scope
         self._server = server
         self._readonly = readonly
         self._owner = True
         self._lock = threading.RLock()
-        self._conn = connect(self._path, readonly=readonly)
-        try:
-            self._applied = prepare(self._conn, self._path, readonly=readonly)
-        except BaseException:
-            self._conn.close()
-            raise
+        self._db = open_backend(_location.resolve(path), readonly=readonly)
+        self._path: _location.Location = self._db.location
+        self._conn = self._db.conn
+        self._applied = self._db.applied
 
     # -- plumbing ----------------------------------------------------------------------------
 
     @contextmanager
-    def _write_txn(self) -> Iterator[sqlite3.Connection]:
-        with self._lock, write_transaction(self._conn) as conn:
+    def _write_txn(self) -> Iterator[Conn]:
+        with self._lock, self._db.write_transaction() as conn:
             yield conn
 
     @contextmanager
-    def _read_txn(self) -> Iterator[sqlite3.Connection]:
+    def _read_txn(self) -> Iterator[Conn]:
         """A consistent snapshot for reads made of several statements."""
-        conn = self._conn
-        with self._lock:
-            if conn.in_transaction:
-                yield conn
-                return
-            try:
-                conn.execute("BEGIN")
-                yield conn
-            finally:
-                if conn.in_transaction:
-                    conn.execute("COMMIT")
+        with self._lock, self._db.read_transaction() as conn:
+            yield conn
 
     def _writable_scope(self) -> str:
         if self._readonly:
@@ -140,7 +129,7 @@ class HistoryCache:
         server_sql, server_args = _sql.server_filter(self._server, alias)
         return f"{scope_sql} AND {server_sql}", (*scope_args, *server_args)
 
-    def _scopes_with_history(self, conn: sqlite3.Connection) -> list[str]:
+    def _scopes_with_history(self, conn: Conn) -> list[str]:
         """Every scope in the history table, by index skip-scan (cheap even on 1M rows)."""
         if self._scope is not None:
             return [self._scope]
@@ -156,8 +145,13 @@ class HistoryCache:
     # -- properties --------------------------------------------------------------------------
 
     @property
-    def path(self) -> Path:
+    def path(self) -> Path | str:
+        """The cache file, or for PostgreSQL the URL as it may be shown (no password)."""
         return self._path
+
+    @property
+    def is_postgres(self) -> bool:
+        return not isinstance(self._path, Path)
 
     @property
     def scope(self) -> str | None:
@@ -190,6 +184,7 @@ class HistoryCache:
             raise ConfigurationError("scope must be a non-empty string")
         _check_server(server)
         view = object.__new__(HistoryCache)
+        view._db = self._db
         view._path = self._path
         view._scope = scope
         view._server = server if server is not None else self._server
@@ -203,7 +198,7 @@ class HistoryCache:
     def close(self) -> None:
         if self._owner:
             with self._lock:
-                self._conn.close()
+                self._db.close()
 
     def __enter__(self) -> HistoryCache:
         return self
@@ -215,6 +210,20 @@ class HistoryCache:
         mode = "readonly" if self._readonly else "rw"
         server = f" server={self._server!r}" if self._server is not None else ""
         return f"<HistoryCache {str(self._path)!r} scope={self._scope!r}{server} {mode}>"
+
+    # -- owner locks (liveness) --------------------------------------------------------------
+
+    def acquire_owner(self) -> OwnerLock | None:
+        """A lock this process holds while a with-block runs, released by the kernel (SQLite:
+        a ``flock``ed file, ``_owner``) or the database server (PostgreSQL: an advisory lock,
+        ``_pg_locks``) when the process dies. None where the platform has no such lock."""
+        return self._db.acquire_owner()
+
+    def probe_owner(self, name: str | None) -> Probe:
+        """Whether the owner of a record (its ``owner_lock``) still runs; a ``dead`` probe holds
+        the lock until closed, so no other reaper works on the record meanwhile."""
+        with self._lock:
+            return self._db.probe_owner(name)
 
     # -- writes: create intents --------------------------------------------------------------
 
@@ -491,16 +500,16 @@ class HistoryCache:
                     count = tail[0]
                     if count == len(entries):
                         return 0
-                    first_new = _mirror.max_rowid(conn)
+                    first_new = self._db.max_rowid(conn)
                     cur = conn.executemany(
                         _sql.INSERT_HISTORY, entry_rows(scope, session_id, entries[count:], count)
                     )
                     inserted = cur.rowcount
                 else:
-                    first_new = _mirror.max_rowid(conn)
+                    first_new = self._db.max_rowid(conn)
                     inserted = _mirror.merge(conn, scope, session_id, entries)
                 if inserted:
-                    _mirror.index_new(conn, first_new)
+                    self._db.index_new(conn, first_new)
                     _mirror.raise_message_count(conn, scope, session_id)
                 return inserted
 
@@ -528,12 +537,12 @@ class HistoryCache:
                     fresh.append(e)
             if not fresh:
                 return 0
-            first_new = _mirror.max_rowid(conn)
+            first_new = self._db.max_rowid(conn)
             start = -1 if max_seq is None else int(max_seq)
             cur = conn.executemany(
                 _sql.INSERT_HISTORY, entry_rows(scope, session_id, fresh, start + 1)
             )
-            _mirror.index_new(conn, first_new)
+            self._db.index_new(conn, first_new)
             # message_count is not raised here: one more dirty page per send (a sessions row)
             # was a third of a send's cache cost. Reads show max(message_count, entries), and
             # mark_ended / mirror_history store it.
@@ -596,16 +605,10 @@ class HistoryCache:
         self, query: str, *, limit: int = 20, session_id: str | None = None
     ) -> list[SearchHit]:
         """Full-text search of history contents, best first. Any string is safe."""
-        match = _sql.fts_query(query)
-        if not match or limit <= 0:
+        if limit <= 0:
             return []
-        try:
-            with self._read_txn() as conn:
-                return search(conn, match, int(limit), self._scope, session_id)
-        except sqlite3.OperationalError as exc:
-            if str(exc).startswith("fts5:"):
-                return []
-            raise
+        with self._lock:
+            return self._db.search(query, int(limit), self._scope, session_id)
 
     def pending_ends(self) -> list[CachedSession]:
         """Sessions opened here whose end is not confirmed (local_state open or end_pending)."""
@@ -619,7 +622,7 @@ class HistoryCache:
         return [session_from_row(r) for r in rows]
 
     def stats(self) -> CacheStats:
-        """Counts per status and scope, entries, file size, schema version, date range."""
+        """Counts per status, scope and opening host, entries, size, schema version, dates."""
         where, args = self._scope_filter()
         with self._read_txn() as conn:
             by_status = dict(
@@ -652,10 +655,20 @@ class HistoryCache:
             intents = conn.execute(
                 f"SELECT count(*) FROM create_intents WHERE {where}", args
             ).fetchone()[0]
-        size = 0
-        for suffix in ("", "-wal"):
-            with suppress(OSError):
-                size += os.stat(f"{self._path}{suffix}").st_size
+            by_host: dict[str, int] = {}
+            pending_by_host: dict[str, int] = {}
+            for host, opened, pending_here in conn.execute(
+                "SELECT opened_host, count(*), "
+                f"sum(CASE WHEN local_state IN {_sql.PENDING} THEN 1 ELSE 0 END) "
+                f"FROM sessions WHERE {where} AND opened_host IS NOT NULL "
+                "GROUP BY opened_host ORDER BY opened_host",
+                args,
+            ):
+                by_host[host] = int(opened)
+                if pending_here:
+                    pending_by_host[host] = int(pending_here)
+        with self._lock:
+            size = self._db.size()
         return CacheStats(
             path=str(self._path),
             scope=self._scope,
@@ -671,13 +684,16 @@ class HistoryCache:
             oldest_created_at=oldest,
             newest_created_at=newest,
             file_size=size,
+            sessions_by_host=by_host,
+            pending_by_host=pending_by_host,
         )
 
     def integrity_check(self) -> list[str]:
-        """Problems found by ``PRAGMA integrity_check``, then by the FTS5 integrity check; empty
-        means sound. A read-only cache runs the FTS5 check (a write for SQLite) on a copy."""
+        """Problems found by the database's own checks; empty means sound. SQLite: ``PRAGMA
+        integrity_check``, then the FTS5 check (on a copy when read-only). PostgreSQL: the
+        schema and the text-search column (``_pg.PostgresBackend.integrity_problems``)."""
         with self._lock:
-            return integrity_problems(self._conn, self._path, readonly=self._readonly)
+            return self._db.integrity_problems()
 
 
 def _check_server(server: str | None) -> None:
