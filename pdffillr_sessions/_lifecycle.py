@@ -44,9 +44,10 @@ from ._calls import new_idempotency_key
 from ._config import Timeout
 from ._exceptions import (
     APIConnectionError,
-    InternalServerError,
+    APIStatusError,
     NotFoundError,
     PdffillrError,
+    ProtocolError,
     SessionEndedError,
     SessionStateError,
 )
@@ -92,17 +93,21 @@ END_DEADLINE = 15.0
 
 
 def definitely_not_created(exc: BaseException) -> bool:
-    """True when a failed create surely made nothing upstream: a 4xx, a local refusal, or a
-    connection that no attempt ever opened (refused, DNS failure: ``request_sent`` False).
+    """True when a failed create surely made nothing upstream: no attempt of it can have been
+    acted on. That is a connection no attempt ever opened (refused, DNS failure:
+    ``request_sent`` False), a refusal (4xx) after attempts that were all refused or never
+    connected (``APIStatusError.may_have_acted`` False), or a refusal before any request (a
+    bad title, a closed client).
 
-    After a timeout, a reset, a 5xx, an interrupt or a cancellation the server may have acted:
-    the intent stays, so ``reap`` can replay the create with the same key and end what it finds.
+    After a timeout, a reset, a 5xx or an unreadable 2xx (``ProtocolError``) on ANY attempt, or
+    an interrupt or a cancellation, the server may have acted: the intent stays, so ``reap``
+    can replay the create with the same key and end what it finds.
     """
     if isinstance(exc, APIConnectionError):
         return not exc.request_sent
-    if isinstance(exc, InternalServerError):
-        return False
-    return isinstance(exc, PdffillrError)
+    if isinstance(exc, APIStatusError):
+        return not exc.may_have_acted
+    return isinstance(exc, PdffillrError) and not isinstance(exc, ProtocolError)
 
 
 def end_pending_reason(end_exc: BaseException) -> str:
