@@ -126,7 +126,7 @@ def _cancel_async_blocks(signum: int, loops: set[asyncio.AbstractEventLoop]) -> 
     message = (
         f"{signal.Signals(signum).name} received: the session is ended, then the process exits"
     )
-    for task in list(_state.tasks.values()):
+    for task in set(_state.tasks.values()):  # nested blocks share a task: cancelled once
         if not task.done() and task.get_loop() in loops:
             task.cancel(message)
     for loop in loops:
