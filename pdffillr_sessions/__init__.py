@@ -44,6 +44,7 @@ from ._version import __version__
 if TYPE_CHECKING:
     from ._async_client import AsyncPdffillrClient
     from ._async_session import AsyncSession
+    from ._async_sync import async_sync
     from ._client import PdffillrClient
     from ._config import Timeout
     from ._end import EndOutcome, EndReport, end_sessions
@@ -56,6 +57,7 @@ if TYPE_CHECKING:
 _LAZY = {
     "AsyncPdffillrClient": "._async_client",
     "AsyncSession": "._async_session",
+    "async_sync": "._async_sync",
     "PdffillrClient": "._client",
     "RetryPolicy": "._retry",
     "Timeout": "._config",
@@ -117,6 +119,7 @@ __all__ = [
     "Terminated",
     "Timeout",
     "__version__",
+    "async_sync",
     "end_sessions",
     "reap",
     "sync",

@@ -7,12 +7,13 @@ failed end, one Idempotency-Key per logical call, every appended entry mirrored 
 module is only the asyncio I/O they run on (``_AsyncIO``):
 
 * requests go through the ``AsyncPdffillrClient``;
-* every cache and owner-lock operation runs in the session's own worker thread, never on the
-  event loop: a cache file that another process is writing can hold a write for SQLite's busy
-  timeout (30 s), and the loop must keep serving everything else meanwhile. One thread per
-  session keeps its operations in the order the session asked for them (so the cache holds the
-  server's order), and many sessions in one loop each keep their own order without waiting for
-  one another's queue. An operation always runs to its end, even if its caller is cancelled;
+* every cache and owner-lock operation runs in the session's own worker thread
+  (``_offloop.SerialThread``), never on the event loop: a cache file that another process is
+  writing can hold a write for SQLite's busy timeout (30 s), and the loop must keep serving
+  everything else meanwhile. One thread per session keeps its operations in the order the
+  session asked for them (so the cache holds the server's order), and many sessions in one loop
+  each keep their own order without waiting for one another's queue. An operation always runs
+  to its end, even if its caller is cancelled;
 * calls on one handle are serialised by an ``asyncio.Lock``.
 
 Cancellation is an exit like any other (``task.cancel()``, ``asyncio.timeout()`` around the
@@ -34,7 +35,6 @@ import asyncio
 import builtins
 import os
 from collections.abc import Callable, Coroutine
-from concurrent.futures import ThreadPoolExecutor
 from types import TracebackType
 from typing import IO, TYPE_CHECKING, Any, Literal, TypeVar
 
@@ -42,6 +42,7 @@ from . import _signals
 from ._async_client import AsyncPdffillrClient
 from ._lifecycle import Lifecycle, SessionProperties, exit_error, exit_timeout
 from ._models import HistoryEntry, SessionInfo
+from ._offloop import SerialThread
 
 if TYPE_CHECKING:
     from .cache import CacheArg
@@ -192,7 +193,7 @@ class _AsyncIO:
     def __init__(self, client: AsyncPdffillrClient) -> None:
         self._client = client
         self._serial = asyncio.Lock()
-        self._worker: ThreadPoolExecutor | None = None
+        self._thread = SerialThread("pdffillr-session-cache")
 
     @property
     def key_scope(self) -> str:
@@ -238,27 +239,11 @@ class _AsyncIO:
         await self._within(deadline).sessions.end(session_id)
 
     async def local(self, op: Callable[[], T]) -> T:
-        """``op`` in the worker thread. Shielded: a cancelled caller stops waiting, but the
-        operation still runs, in its turn, and the ones queued after it see what it did."""
-        if self._worker is None:
-            self._worker = ThreadPoolExecutor(1, thread_name_prefix="pdffillr-session-cache")
-        future = asyncio.wrap_future(self._worker.submit(op))
-        future.add_done_callback(_retrieve)
-        return await asyncio.shield(future)
+        return await self._thread.run(op)
 
     def serial(self) -> asyncio.Lock:
         return self._serial
 
     def shutdown(self) -> None:
-        """No more operations for now: the worker thread ends once its queue is done (another
-        operation, for a resumed session still in use, starts a new one)."""
-        worker, self._worker = self._worker, None
-        if worker is not None:
-            worker.shutdown(wait=False)
-
-
-def _retrieve(future: asyncio.Future[Any]) -> None:
-    """Mark an operation's outcome as seen: a caller that was cancelled meanwhile never looks
-    (the operation logs its own failures; asyncio would otherwise report it as never retrieved)."""
-    if not future.cancelled():
-        future.exception()
+        """No more operations for now: the worker thread ends once its queue is done."""
+        self._thread.shutdown()

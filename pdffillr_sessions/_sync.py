@@ -2,8 +2,10 @@
 
 Incremental: a history is fetched only when the server's ``message_count`` differs from the
 entries the cache holds. Which sessions are new, changed or stale is decided by ``plan_sync``
-(pure); ``sync`` only lists, fetches (up to ``concurrency`` at once, over the client's one
-connection pool) and writes (in the calling thread, one transaction per session).
+(pure), what is written and reported by ``SyncRun``; ``sync`` only lists, fetches (up to
+``concurrency`` at once, over the client's one connection pool) and writes (in the calling
+thread, one transaction per session). ``async_sync`` (``_async_sync``) shares all of it and
+differs only in how it fetches and where it writes.
 """
 
 from __future__ import annotations
@@ -16,13 +18,21 @@ from typing import TYPE_CHECKING, TypeVar
 import attrs
 
 from ._exceptions import ConfigurationError, NotFoundError
-from ._models import SessionInfo
+from ._models import HistoryEntry, SessionInfo
 
 if TYPE_CHECKING:
     from ._client import PdffillrClient
-    from .cache import CacheArg, CachedSession
+    from .cache import CacheArg, CachedSession, HistoryCache
 
-__all__ = ["SyncPlan", "SyncProgress", "SyncReport", "plan_sync", "sync"]
+__all__ = [
+    "SyncPlan",
+    "SyncProgress",
+    "SyncReport",
+    "SyncRun",
+    "check_sync_arguments",
+    "plan_sync",
+    "sync",
+]
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -98,45 +108,81 @@ def sync(
     Rows of another server are never touched: a listed id the cache holds for another server
     is another session, and is left out (ids are the server's own).
     """
-    if cache is False:
-        raise ConfigurationError("sync needs a cache: cache=False turns mirroring off")
-    if not isinstance(concurrency, int) or concurrency < 1:
-        raise ConfigurationError("concurrency must be an integer >= 1")
-    all_listed = client.sessions.list()
-    listed = _select(all_listed, session_ids)
+    check_sync_arguments(cache, concurrency)
+    run = SyncRun(client.sessions.list(), session_ids)
     from .cache import open_cache
 
     opened, owned = open_cache(cache, client.key_scope, server=client.server)
     assert opened is not None  # cache is not False
     try:
-        taken = opened.other_servers_session_ids()
-        listed = [info for info in listed if info.session_id not in taken]
-        before = {s.session_id: s for s in opened.sessions()}
-        plan = plan_sync(before, listed)
-        opened.upsert_sessions(listed)
-        added = fetched = 0
-        stale = plan.stale
+        stale = run.record_listing(opened)
         for info, entries in _fetch_all(
             lambda i: client.sessions.messages(i.session_id), stale, concurrency
         ):
-            added += opened.mirror_history(info.session_id, entries)
-            fetched += 1
+            done = run.store(opened, info, entries)
             if progress is not None:
-                progress(fetched, len(stale), info.session_id)
+                progress(done, len(stale), info.session_id)
     finally:
         if owned:
             opened.close()
-    upstream = {i.session_id for i in all_listed}
-    gone = () if session_ids is not None else tuple(sorted(set(before) - upstream))
-    return SyncReport(
-        sessions=len(listed),
-        new=len(plan.new),
-        changed=len(plan.changed),
-        unchanged=len(listed) - len(plan.new) - len(plan.changed),
-        histories_fetched=fetched,
-        entries_added=added,
-        not_listed_upstream=gone,
-    )
+    return run.report()
+
+
+def check_sync_arguments(cache: CacheArg, concurrency: object) -> None:
+    """The arguments ``sync`` and ``async_sync`` refuse before asking the server anything."""
+    if cache is False:
+        raise ConfigurationError("sync needs a cache: cache=False turns mirroring off")
+    if not isinstance(concurrency, int) or concurrency < 1:
+        raise ConfigurationError("concurrency must be an integer >= 1")
+
+
+class SyncRun:
+    """One sync's decisions and writes, whatever fetches the histories: what the listing
+    records, what each fetched history adds, what the report says. ``sync`` calls it in the
+    calling thread, ``async_sync`` in its writer thread (off the event loop); both only list,
+    fetch, and hand each history to ``store`` as it arrives.
+
+    Made from the server's list (the cache is opened after the server answered: an unreachable
+    server leaves no new file), it raises ``NotFoundError`` at once for unknown ``session_ids``.
+    """
+
+    def __init__(self, all_listed: list[SessionInfo], session_ids: Iterable[str] | None) -> None:
+        self._all_listed = all_listed
+        self._chosen = session_ids is not None
+        self._listed = _select(all_listed, session_ids)
+        self._before: dict[str, CachedSession] = {}
+        self._plan = SyncPlan(new=(), changed=(), stale=())
+        self._added = self._fetched = 0
+
+    def record_listing(self, cache: HistoryCache) -> tuple[SessionInfo, ...]:
+        """Record the listed sessions (never an id the cache holds for another server: that is
+        another session) and return those whose history must be fetched."""
+        taken = cache.other_servers_session_ids()
+        self._listed = [info for info in self._listed if info.session_id not in taken]
+        self._before = {s.session_id: s for s in cache.sessions()}
+        self._plan = plan_sync(self._before, self._listed)
+        cache.upsert_sessions(self._listed)
+        return self._plan.stale
+
+    def store(self, cache: HistoryCache, info: SessionInfo, entries: list[HistoryEntry]) -> int:
+        """Mirror one fetched history (one transaction); returns how many are done so far."""
+        self._added += cache.mirror_history(info.session_id, entries)
+        self._fetched += 1
+        return self._fetched
+
+    def report(self) -> SyncReport:
+        plan, listed = self._plan, self._listed
+        upstream = {i.session_id for i in self._all_listed}
+        gone = () if self._chosen else tuple(sorted(set(self._before) - upstream))
+        return SyncReport(
+            sessions=len(listed),
+            new=len(plan.new),
+            changed=len(plan.changed),
+            unchanged=len(listed) - len(plan.new) - len(plan.changed),
+            histories_fetched=self._fetched,
+            entries_added=self._added,
+            not_listed_upstream=gone,
+        )
 
 
 def _select(listed: list[SessionInfo], session_ids: Iterable[str] | None) -> list[SessionInfo]:
