@@ -50,8 +50,9 @@ if TYPE_CHECKING:
     from ._end import EndOutcome, EndReport, end_sessions
     from ._reap import ReapOutcome, ReapReport, reap
     from ._retry import RetryPolicy
+    from ._secret import Secret
     from ._session import Session
-    from ._sync import SyncReport, sync
+    from ._sync import SyncFailure, SyncReport, sync
     from .cache import CachedSession, CacheStats, CreateIntent, HistoryCache, SearchHit
 
 _LAZY = {
@@ -60,6 +61,7 @@ _LAZY = {
     "async_sync": "._async_sync",
     "PdffillrClient": "._client",
     "RetryPolicy": "._retry",
+    "Secret": "._secret",
     "Timeout": "._config",
     "Session": "._session",
     "HistoryCache": ".cache",
@@ -69,6 +71,7 @@ _LAZY = {
     "SearchHit": ".cache",
     "sync": "._sync",
     "SyncReport": "._sync",
+    "SyncFailure": "._sync",
     "reap": "._reap",
     "ReapReport": "._reap",
     "ReapOutcome": "._reap",
@@ -111,10 +114,12 @@ __all__ = [
     "ReapReport",
     "RetryPolicy",
     "SearchHit",
+    "Secret",
     "Session",
     "SessionEndedError",
     "SessionInfo",
     "SessionStateError",
+    "SyncFailure",
     "SyncReport",
     "Terminated",
     "Timeout",

@@ -6,10 +6,11 @@ only the I/O differs: the list and the histories come from the ``AsyncPdffillrCl
 the listing, each history's one transaction, close) runs in one worker thread of its own
 (``_offloop.SerialThread``), never on the event loop, in the order the histories arrive.
 
-A fetch that fails stops the sync, as in ``sync``: the other fetches are cancelled and the error
-propagates (what was written until then stays: each history is one transaction). Cancelling
-``async_sync`` does the same; the write in progress, if any, still completes, and the cache is
-closed after it.
+As in ``sync``, a session that cannot be listed, fetched or stored is reported in
+``SyncReport.failures`` and the others are mirrored all the same; only an unusable cache stops
+it. Cancelling ``async_sync`` cancels the fetches in flight and propagates; the write in
+progress, if any, still completes (each history is one transaction), and the cache is closed
+after it.
 """
 
 from __future__ import annotations
@@ -19,9 +20,11 @@ import itertools
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, TypeVar
 
-from ._models import HistoryEntry, SessionInfo
+from . import _calls
+from ._exceptions import PdffillrError
+from ._models import SessionInfo
 from ._offloop import SerialThread
-from ._sync import SyncProgress, SyncReport, SyncRun, check_sync_arguments
+from ._sync import Fetched, SyncProgress, SyncReport, SyncRun, check_sync_arguments
 
 if TYPE_CHECKING:
     from ._async_client import AsyncPdffillrClient
@@ -44,7 +47,8 @@ async def async_sync(
     """Mirror the server's sessions (or only ``session_ids``) and their histories: ``sync``'s
     twin (same arguments, errors and report). ``progress`` is called on the event loop."""
     check_sync_arguments(cache, concurrency)
-    run = SyncRun(await client.sessions.list(), session_ids)
+    listing = await client.run(_calls.lenient_list_call())
+    run = SyncRun(listing, session_ids)
     from .cache import open_cache
 
     writer = SerialThread("pdffillr-sync-cache")
@@ -56,20 +60,26 @@ async def async_sync(
         try:
             stale = await writer.run(lambda: run.record_listing(opened))
 
-            async def store(info: SessionInfo, entries: list[HistoryEntry]) -> None:
-                done = await writer.run(lambda: run.store(opened, info, entries))
+            async def store(info: SessionInfo, fetched: Fetched) -> None:
+                done = await writer.run(lambda: run.store(opened, info, fetched))
                 if progress is not None:
                     progress(done, len(stale), info.session_id)
 
-            await _fetch_each(
-                lambda i: client.sessions.messages(i.session_id), stale, concurrency, store
-            )
+            await _fetch_each(lambda i: _fetch(client, i), stale, concurrency, store)
         finally:
             if owned:
                 await writer.run(opened.close)
     finally:
         writer.shutdown()
     return run.report()
+
+
+async def _fetch(client: AsyncPdffillrClient, info: SessionInfo) -> Fetched:
+    """The history, or the typed error that kept it from us (``_sync._fetch``'s twin)."""
+    try:
+        return await client.sessions.messages(info.session_id)
+    except PdffillrError as exc:
+        return exc
 
 
 async def _fetch_each(
@@ -80,8 +90,9 @@ async def _fetch_each(
 ) -> None:
     """``handle(item, await fetch(item))`` for each item, as fetches complete, with at most
     ``concurrency`` in flight: ``_sync._fetch_all``'s twin. Replacements start before a batch is
-    handled, so fetching goes on while the results are written. The first failure cancels the
-    fetches in flight and propagates (so does a cancellation of the caller)."""
+    handled, so fetching goes on while the results are written. ``fetch`` returns expected
+    failures as values; anything it raises (a bug, a cancellation) cancels the fetches in
+    flight and propagates."""
     queue = iter(items)
     pending: dict[asyncio.Future[R], T] = {}
 

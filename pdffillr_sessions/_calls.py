@@ -15,8 +15,15 @@ from typing import Any, Generic, TypeVar
 import attrs
 
 from . import _contract
-from ._exceptions import APIStatusError, InvalidInputError, SessionEndedError
-from ._models import HistoryEntry, SessionInfo, parse_entries, parse_session, parse_sessions
+from ._exceptions import APIStatusError, InvalidInputError, ProtocolError, SessionEndedError
+from ._models import (
+    HistoryEntry,
+    SessionInfo,
+    parse_entries,
+    parse_session,
+    parse_sessions,
+    parse_sessions_lenient,
+)
 from ._responses import decode_body
 from ._uploads import FileInput, read_upload
 from ._validation import encodable, validate_session_id, validate_title
@@ -26,6 +33,7 @@ __all__ = [
     "attach_call",
     "create_call",
     "end_call",
+    "lenient_list_call",
     "list_call",
     "messages_call",
     "new_idempotency_key",
@@ -76,6 +84,15 @@ def list_call() -> Call[list[SessionInfo]]:
         method="GET",
         path=_contract.SESSIONS_PATH,
         parse=lambda c: parse_sessions(decode_body(c, what="sessions list")),
+    )
+
+
+def lenient_list_call() -> Call[tuple[list[SessionInfo], list[tuple[str | None, ProtocolError]]]]:
+    """``list_call`` that keeps the sessions it can parse and returns the others' errors."""
+    return Call(
+        method="GET",
+        path=_contract.SESSIONS_PATH,
+        parse=lambda c: parse_sessions_lenient(decode_body(c, what="sessions list")),
     )
 
 

@@ -17,16 +17,21 @@ from typing import IO, TYPE_CHECKING, Any
 import attrs
 
 from ._contract import ENTRY_ACTIVITY, ENTRY_DOCUMENT, ENTRY_MESSAGE, LOCAL_END_PENDING, LOCAL_OPEN
+from ._exceptions import escape_controls
 
 if TYPE_CHECKING:
     from ._end import EndOutcome, EndReport
     from ._models import HistoryEntry
     from ._reap import ReapOutcome, ReapReport
-    from ._sync import SyncReport
+    from ._sync import SyncFailure, SyncReport
     from .cache import CachedSession, CacheStats, SearchHit
 
 _LONE_SURROGATE = re.compile(r"[\ud800-\udfff]")
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
+#: What a terminal must never receive raw: C0 controls but tab and newline, DEL, C1 controls,
+#: bidirectional overrides, lone surrogates (``_exceptions.escape_controls`` escapes the same).
+_TERMINAL_UNSAFE = re.compile(
+    "[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069\ud800-\udfff]"
+)
 
 # -- writing -----------------------------------------------------------------------------------
 
@@ -39,8 +44,29 @@ def dumps(obj: Any, *, indent: int | None = None) -> str:
     return _LONE_SURROGATE.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
 
 
+def terminal_safe(text: str) -> str:
+    """``text`` for a terminal: every character a terminal would act on (escape sequences,
+    C1 controls, bidi overrides) as a ``\\uNNNN`` escape, so that server-chosen text cannot
+    move the cursor, retitle the window or hide what follows. JSON stays valid JSON, with
+    the same decoded value."""
+    return _TERMINAL_UNSAFE.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
+
+
+def _is_terminal(stream: object) -> bool:
+    try:
+        return bool(getattr(stream, "isatty", lambda: False)())
+    except (ValueError, OSError):  # closed or odd streams
+        return False
+
+
 def write(text: str, stream: IO[bytes] | None = None) -> None:
-    """Write UTF-8 whatever the locale says (emoji and NULs must survive a pipe)."""
+    """Write UTF-8 whatever the locale says (emoji and NULs must survive a pipe or a file).
+
+    On a terminal, text is made ``terminal_safe`` first: output meant for a file or a pipe is
+    written exactly, output meant for eyes cannot be turned against them.
+    """
+    if _is_terminal(stream if stream is not None else sys.stdout):
+        text = terminal_safe(text)
     data = text.encode("utf-8", errors="backslashreplace")
     if stream is not None:
         stream.write(data)
@@ -65,13 +91,10 @@ def emit_json(items: Any, *, nl: bool) -> None:
 # -- cells and tables --------------------------------------------------------------------------
 
 
-def _visible(m: re.Match[str]) -> str:
-    return f"\\x{ord(m.group()):02x}"
-
-
 def visible(text: str) -> str:
-    """Control characters (but tab and newline) as ``\\xNN``: never raw to a terminal."""
-    return _CONTROL.sub(_visible, text)
+    """Control characters (but tab and newline), C1 controls, bidi overrides and lone
+    surrogates as ``\\xNN``/``\\uNNNN``: never raw to a terminal."""
+    return escape_controls(text)
 
 
 def cell(value: Any, width: int | None = None) -> str:
@@ -203,6 +226,15 @@ def sync_dict(report: SyncReport) -> dict[str, Any]:
         "histories_fetched": report.histories_fetched,
         "entries_added": report.entries_added,
         "not_listed_upstream": len(report.not_listed_upstream),
+        "failures": [
+            {
+                "session_id": f.session_id,
+                "stage": f.stage,
+                "error_type": f.error_type,
+                "message": f.message,
+            }
+            for f in report.failures
+        ],
     }
 
 
@@ -400,7 +432,18 @@ def sync_text(report: SyncReport) -> str:
     gone = len(report.not_listed_upstream)
     if gone:
         text += f" {gone} cached session(s) are no longer listed by the server (kept)."
+    if report.failures:
+        text += f" {len(report.failures)} session(s) could not be mirrored (see the errors)."
     return text + "\n"
+
+
+_SYNC_STAGES = {"list": "read", "fetch": "fetch the history of", "store": "store the history of"}
+
+
+def sync_problem(f: SyncFailure) -> str:
+    """Why one session was not mirrored, as one line (after ``Error: ``)."""
+    who = "a listed session" if f.session_id is None else f"session {cell(repr(f.session_id))}"
+    return f"could not {_SYNC_STAGES[f.stage]} {who}: {cell(f.message)} ({f.error_type})"
 
 
 _REAP_LABELS = {

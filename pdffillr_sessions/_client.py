@@ -10,17 +10,19 @@ from __future__ import annotations
 import builtins
 import copy
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any, TypeVar
 
 import attrs
 import httpx
 
-from . import _calls, _exchange
+from . import _calls, _deadline, _exchange
+from ._body import DEFAULT_MAX_RESPONSE_BYTES, BodyReader
 from ._calls import Call
 from ._config import Timeout
 from ._models import HistoryEntry, SessionInfo
 from ._retry import RetryPolicy, run_with_retries
+from ._secret import Secret
 from ._settings import ConfiguredClient
 from ._uploads import FileInput
 
@@ -33,15 +35,17 @@ class PdffillrClient(ConfiguredClient[httpx.Client]):
     """A client for the Pdffillr chat-sessions API.
 
     Make one at start-up and reuse it (it holds one connection pool); close it with ``close()``
-    or a ``with`` block. The API key comes from ``api_key`` or ``PDFFILLR_API_KEY`` and is never
-    shown in a repr, a log line or an exception.
+    or a ``with`` block. The API key comes from ``api_key`` (a string or a ``Secret``) or
+    ``PDFFILLR_API_KEY`` and is never shown in a repr, a log line, an exception or a frame's
+    local variables.
 
     ``sleep`` replaces ``time.sleep`` between retries: pass ``lambda s: None`` in tests.
+    ``max_response_bytes`` caps the decoded size of a response body (see ``_body``).
     """
 
     def __init__(
         self,
-        api_key: str | None = None,
+        api_key: str | Secret | None = None,
         *,
         base_url: str | None = None,
         timeout: float | Timeout | None = None,
@@ -49,16 +53,21 @@ class PdffillrClient(ConfiguredClient[httpx.Client]):
         retry_policy: RetryPolicy | None = None,
         transport: httpx.BaseTransport | None = None,
         sleep: Callable[[float], None] | None = None,
+        max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
     ) -> None:
+        secret = None if api_key is None else Secret.of(api_key)  # no frame below holds the key
+        del api_key
         super().__init__(
-            api_key,
+            secret,
             base_url=base_url,
             timeout=timeout,
             max_retries=max_retries,
             retry_policy=retry_policy,
+            max_response_bytes=max_response_bytes,
         )
         self._sleep = sleep or time.sleep
         self._http = httpx.Client(transport=transport, **self._http_options())
+        self._deadline_pools = _deadline.install(self._http)
         self.sessions = SessionsResource(self)
 
     def close(self) -> None:
@@ -88,21 +97,38 @@ class PdffillrClient(ConfiguredClient[httpx.Client]):
         Non-idempotent calls (create, send, attach) get ONE ``Idempotency-Key`` made here, before
         the retry loop (or given as ``idempotency_key``), and sent unchanged on every attempt: a
         retry after a lost reply can never create a second session or send a message twice.
+        The response's body is decoded, bounded and has the key redacted (see ``_body``).
         """
+        response, body = self._send(method, path, json, files, idempotent, idempotency_key)
+        return _exchange.as_response(response, body, self._config.api_key)
+
+    def _send(
+        self,
+        method: str,
+        path: str,
+        json: Any,
+        files: Mapping[str, Any] | None,
+        idempotent: bool,
+        idempotency_key: str | None,
+    ) -> tuple[httpx.Response, bytes]:
+        """The one I/O loop: the retries of one logical request; (its 2xx response, read and
+        closed, and its decoded body)."""
         _exchange.ensure_open(self._http.is_closed, type(self).__name__)
         headers = _exchange.idempotency_headers(idempotent, idempotency_key)
         timeout = self.timeout
         deadline = _exchange.deadline_of(timeout, time.monotonic())
+        secret = self._config.api_key
 
-        def attempt(number: int) -> httpx.Response:
+        def attempt(number: int) -> tuple[httpx.Response, bytes]:
             limits = _exchange.attempt_timeout(timeout, deadline, time.monotonic(), method, path)
             try:
-                response = self._http.request(
-                    method, path, json=json, files=files, headers=headers, timeout=limits
-                )
+                with _deadline.bound(deadline):
+                    return self._exchange_once(method, path, limits, deadline, json, files, headers)
             except httpx.TransportError as exc:
-                raise _exchange.transport_error(exc, method, path) from exc
-            return _exchange.check_response(response, method, path)
+                raise _exchange.transport_error(exc, method, path, secret) from exc
+            except BaseException as exc:
+                _exchange.scrub(exc, secret)
+                raise
 
         return run_with_retries(
             attempt,
@@ -113,8 +139,38 @@ class PdffillrClient(ConfiguredClient[httpx.Client]):
             deadline=deadline,
         )
 
+    def _exchange_once(
+        self,
+        method: str,
+        path: str,
+        limits: httpx.Timeout,
+        deadline: float | None,
+        json: Any,
+        files: Mapping[str, Any] | None,
+        headers: dict[str, str],
+    ) -> tuple[httpx.Response, bytes]:
+        """One HTTP exchange: send, stream the body through its reader, then the 2xx response
+        and its body, or the typed error. Its frame is the only one holding the raw response
+        (which may hold an echoed key); ``_send()`` scrubs it from any error that leaves."""
+        request = self._http.build_request(
+            method, path, json=json, files=files, headers=headers, timeout=limits
+        )
+        response = self._http.send(request, stream=True)
+        try:
+            reader = _exchange.body_reader(
+                response,
+                max_response_bytes=self._config.max_response_bytes,
+                deadline=deadline,
+                method=method,
+                path=path,
+            )
+            _pump(reader, response)
+        finally:
+            response.close()
+        return response, _exchange.answer(response, reader, self._config.api_key, method, path)
+
     def run(self, call: Call[T]) -> T:
-        """Run one ``Call`` (see ``_calls``) and read its answer."""
+        """Run one ``Call`` (see ``_calls``) through ``request()`` and read its answer."""
         try:
             response = self.request(
                 call.method,
@@ -135,6 +191,20 @@ class PdffillrClient(ConfiguredClient[httpx.Client]):
         clone._config = attrs.evolve(self._config, timeout=timeout)
         clone.sessions = SessionsResource(clone)
         return clone
+
+
+def _pump(reader: BodyReader, response: httpx.Response) -> None:
+    """Feed the body to ``reader`` chunk by chunk until it is read or the reader says stop.
+
+    A function of its own so that no raw chunk (which may hold an echoed key) stays a local
+    of the frame that raises the reader's error.
+    """
+    chunks: Iterable[bytes] = (
+        [response.content] if response.is_stream_consumed else response.iter_raw()
+    )
+    for chunk in chunks:
+        if not reader.feed(chunk, time.monotonic()):
+            return
 
 
 class SessionsResource:

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Literal
 
 import attrs
 
-from ._exceptions import NotFoundError, PdffillrError, one_line
+from ._exceptions import CacheError, NotFoundError, PdffillrError, one_line
 from ._validation import validate_session_id
 
 if TYPE_CHECKING:
@@ -120,8 +120,10 @@ def _add_uncached(client: PdffillrClient, cache: HistoryCache, ended: list[str])
         return
     try:
         listed = [info for info in client.sessions.list() if info.session_id in unknown]
+        cache.upsert_sessions(listed)
+    except CacheError:
+        raise
     except PdffillrError:
         return  # the ends happened; the rows will come with the next sync
-    cache.upsert_sessions(listed)
     for info in listed:
         cache.mark_ended(info.session_id)

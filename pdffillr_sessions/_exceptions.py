@@ -7,6 +7,7 @@ request id, body) and never the API key.
 
 from __future__ import annotations
 
+import re
 import signal
 from typing import Any
 
@@ -201,5 +202,24 @@ def status_error_class(status_code: int) -> type[APIStatusError]:
 
 
 def one_line(message: object) -> str:
-    """An error message as one line (a server's message may hold newlines)."""
-    return " ".join(str(message).split()) or "unknown error"
+    """An error message as one line (a server's message may hold newlines), control
+    characters shown as ``\\xNN``."""
+    return escape_controls(" ".join(str(message).split())) or "unknown error"
+
+
+#: C0 controls but tab and newline, DEL, C1 controls (U+0080-U+009F: U+009B is a CSI on some
+#: terminals), the bidirectional overrides that reorder what a terminal shows, and lone
+#: surrogates (a JSON ``\\ud800`` escape: no terminal, file or database can take one).
+_CONTROLS = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069\ud800-\udfff]")
+
+
+def _escaped(match: re.Match[str]) -> str:
+    code = ord(match.group())
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
+
+def escape_controls(text: str) -> str:
+    """``text`` with every control character (but tab and newline) as ``\\xNN``/``\\uNNNN``:
+    server text in an error message, a log line or a terminal can never move the cursor,
+    retitle the window or hide what follows."""
+    return _CONTROLS.sub(_escaped, text)

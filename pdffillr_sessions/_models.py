@@ -17,7 +17,7 @@ import attrs
 
 from . import _contract
 from ._contract import EntryType, Role, SessionStatus
-from ._exceptions import ProtocolError
+from ._exceptions import ProtocolError, escape_controls
 
 __all__ = [
     "HistoryEntry",
@@ -28,6 +28,7 @@ __all__ = [
     "parse_json",
     "parse_session",
     "parse_sessions",
+    "parse_sessions_lenient",
 ]
 
 
@@ -84,12 +85,41 @@ class HistoryEntry:
         return event if isinstance(event, str) else None
 
 
+#: The largest integer SQLite (and so the cache) can hold: a larger count is refused at once.
+MAX_INT64 = 2**63 - 1
+
+
 def parse_json(text: str | bytes, *, what: str) -> Any:
-    """Decode a response body, turning bad JSON into a ``ProtocolError`` that says where."""
+    """Decode a response body, turning bad JSON into a ``ProtocolError`` that says where.
+
+    Nesting deeper than Python's recursion limit (100,000 nested arrays) is a ``ProtocolError``
+    too, not a ``RecursionError``.
+    """
     try:
         return json.loads(text)
     except (ValueError, UnicodeDecodeError) as exc:
-        raise ProtocolError(f"{what}: the response body is not valid JSON ({exc})") from None
+        raise ProtocolError(
+            f"{what}: the response body is not valid JSON ({escape_controls(str(exc))[:200]})"
+        ) from None
+    except RecursionError:
+        raise ProtocolError(f"{what}: the response body is nested too deeply") from None
+
+
+def _utc_safe(parsed: datetime) -> datetime | None:
+    """``parsed`` made aware (naive is UTC), or None if it has no UTC equivalent.
+
+    ``0001-01-01T00:00:00+01:00`` is a valid ISO 8601 string whose UTC time is before year 1:
+    Python cannot represent it, and the cache stores every timestamp in UTC.
+    """
+    if parsed.tzinfo is None:
+        return parsed.replace(tzinfo=UTC)
+    if parsed.tzinfo is UTC:
+        return parsed
+    try:
+        parsed.astimezone(UTC)
+    except OverflowError:
+        return None
+    return parsed
 
 
 def parse_datetime(value: Any, *, what: str) -> datetime:
@@ -99,10 +129,11 @@ def parse_datetime(value: Any, *, what: str) -> datetime:
     try:
         parsed = datetime.fromisoformat(value)
     except ValueError:
-        raise ProtocolError(f"{what}: {value!r} is not an ISO 8601 timestamp") from None
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=UTC)
-    return parsed
+        raise ProtocolError(f"{what}: {value[:100]!r} is not an ISO 8601 timestamp") from None
+    safe = _utc_safe(parsed)
+    if safe is None:
+        raise ProtocolError(f"{what}: {value[:100]!r} is out of range (no UTC time exists for it)")
+    return safe
 
 
 def _require(obj: Mapping[str, Any], key: str, kind: type | tuple[type, ...], what: str) -> Any:
@@ -138,7 +169,7 @@ def _fast_datetime(value: str) -> datetime | None:
         parsed = _fromiso(value)
     except ValueError:
         return None
-    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
+    return _utc_safe(parsed)
 
 
 # The fast paths below check a well-formed object (the usual case) with a few type() tests and
@@ -157,7 +188,7 @@ def parse_session(obj: Any, *, what: str = "session") -> SessionInfo:
             type(sid) is str
             and sid
             and type(count) is int
-            and count >= 0
+            and 0 <= count <= MAX_INT64
             and type(status) is str
             and type(created) is str
             and (title is None or type(title) is str)
@@ -183,6 +214,8 @@ def _parse_session(obj: Any, what: str) -> SessionInfo:
     message_count = _require(obj, "message_count", int, what)
     if message_count < 0:
         raise ProtocolError(f"{what}: field 'message_count' is negative")
+    if message_count > MAX_INT64:
+        raise ProtocolError(f"{what}: field 'message_count' is out of range (over 2**63 - 1)")
     return SessionInfo(
         session_id=session_id,
         title=_optional_str(obj, "title", what),
@@ -257,6 +290,24 @@ def unwrap_list(body: Any, *, what: str) -> list[Any]:
 def parse_sessions(body: Any) -> list[SessionInfo]:
     items = unwrap_list(body, what="sessions list")
     return [parse_session(item, what=f"sessions list[{i}]") for i, item in enumerate(items)]
+
+
+def parse_sessions_lenient(
+    body: Any,
+) -> tuple[list[SessionInfo], list[tuple[str | None, ProtocolError]]]:
+    """The sessions a list holds, and the items it could not parse (with their
+    ``session_id`` when they have a string one): ``sync`` mirrors the good ones and reports
+    the rest, so that one malformed session does not stop it."""
+    items = unwrap_list(body, what="sessions list")
+    good: list[SessionInfo] = []
+    bad: list[tuple[str | None, ProtocolError]] = []
+    for i, item in enumerate(items):
+        try:
+            good.append(parse_session(item, what=f"sessions list[{i}]"))
+        except ProtocolError as exc:
+            sid = item.get("session_id") if isinstance(item, Mapping) else None
+            bad.append((sid if isinstance(sid, str) else None, exc))
+    return good, bad
 
 
 def parse_entries(body: Any, *, session_id: str, what: str = "history") -> list[HistoryEntry]:

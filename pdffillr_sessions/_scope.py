@@ -7,20 +7,21 @@ never touches, marks or forgets another server's rows.
 
 from __future__ import annotations
 
-import hashlib
 from urllib.parse import urlsplit
+
+from ._secret import Secret
 
 _DOMAIN = b"pdffillr-sessions/key-scope/v1\x00"
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 
 
-def key_scope(api_key: str) -> str:
+def key_scope(api_key: str | Secret) -> str:
     """A short, stable, one-way fingerprint of ``api_key``.
 
     Sixteen hex digits of a domain-separated SHA-256: enough to tell keys apart in one cache,
     useless for recovering the key, and never the key's own bytes.
     """
-    return hashlib.sha256(_DOMAIN + api_key.encode("utf-8")).hexdigest()[:16]
+    return Secret.of(api_key).fingerprint(_DOMAIN)
 
 
 def server_id(base_url: str) -> str:

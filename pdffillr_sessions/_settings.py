@@ -14,6 +14,7 @@ import httpx
 
 from ._config import ClientConfig, Timeout, resolve_config
 from ._retry import RetryPolicy
+from ._secret import Secret
 
 __all__ = ["ConfiguredClient"]
 
@@ -32,12 +33,13 @@ class ConfiguredClient(Generic[HttpT]):
 
     def __init__(
         self,
-        api_key: str | None,
+        api_key: Secret | None,
         *,
         base_url: str | None,
         timeout: float | Timeout | None,
         max_retries: int,
         retry_policy: RetryPolicy | None,
+        max_response_bytes: int,
     ) -> None:
         self._config = resolve_config(
             api_key,
@@ -45,6 +47,7 @@ class ConfiguredClient(Generic[HttpT]):
             timeout=timeout,
             max_retries=max_retries,
             retry_policy=retry_policy,
+            max_response_bytes=max_response_bytes,
         )
 
     @property
@@ -58,6 +61,11 @@ class ConfiguredClient(Generic[HttpT]):
     @property
     def max_retries(self) -> int:
         return self._config.max_retries
+
+    @property
+    def max_response_bytes(self) -> int:
+        """The largest decoded response body this client accepts."""
+        return self._config.max_response_bytes
 
     @property
     def retry_policy(self) -> RetryPolicy:
@@ -78,13 +86,19 @@ class ConfiguredClient(Generic[HttpT]):
         return self._http.is_closed
 
     def __repr__(self) -> str:
-        return f"{type(self).__name__}(base_url={self.base_url!r}, key_scope={self.key_scope!r})"
+        config = getattr(self, "_config", None)  # None while __init__ has not resolved it
+        if config is None:
+            return f"{type(self).__name__}(<not configured>)"
+        return (
+            f"{type(self).__name__}(base_url={config.base_url!r}, key_scope={config.key_scope!r})"
+        )
 
     def _http_options(self) -> dict[str, Any]:
         """The options of the one httpx client (sync or async) a client holds."""
         return {
             "base_url": self._config.base_url,
             "headers": self._config.headers,
+            "auth": self._config.auth,
             "timeout": self._config.timeout.for_attempt(None),
             "follow_redirects": False,
         }

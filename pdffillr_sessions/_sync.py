@@ -1,11 +1,19 @@
 """``sync``: mirror the server's sessions and their histories into the cache.
 
-Incremental: a history is fetched only when the server's ``message_count`` differs from the
-entries the cache holds. Which sessions are new, changed or stale is decided by ``plan_sync``
-(pure), what is written and reported by ``SyncRun``; ``sync`` only lists, fetches (up to
-``concurrency`` at once, over the client's one connection pool) and writes (in the calling
-thread, one transaction per session). ``async_sync`` (``_async_sync``) shares all of it and
-differs only in how it fetches and where it writes.
+Incremental, and convergent. Which sessions are new, changed and stale (their history must be
+fetched) is decided by ``plan_sync`` (pure) from the cache's rows and the server's list; a
+history is fetched when the cache has not mirrored it since the server's description of the
+session last changed, when the cached entries disagree with the server's ``message_count``, or
+when their order is provisional (appended by a send, not yet confirmed by a full mirror). Not
+the count alone: a count that lies (0 for a session with entries) must not freeze a session.
+
+What is written, what counts as a failure and what is reported is decided by ``SyncRun``.
+``sync`` only lists, fetches (up to ``concurrency`` at once, over the client's one connection
+pool) and writes (in the calling thread, one transaction per session). A session that cannot
+be listed, fetched or stored is reported in ``SyncReport.failures`` and skipped; every other
+session is still mirrored. Only a cache that cannot be used at all (``CacheError``) stops it.
+``async_sync`` (``_async_sync``) shares ``plan_sync`` and ``SyncRun``, and differs only in how
+it fetches (tasks) and where it writes (a worker thread, off the event loop).
 """
 
 from __future__ import annotations
@@ -13,11 +21,18 @@ from __future__ import annotations
 import itertools
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, Literal, TypeVar
 
 import attrs
 
-from ._exceptions import ConfigurationError, NotFoundError
+from . import _calls
+from ._exceptions import (
+    CacheError,
+    ConfigurationError,
+    NotFoundError,
+    PdffillrError,
+    one_line,
+)
 from ._models import HistoryEntry, SessionInfo
 
 if TYPE_CHECKING:
@@ -25,6 +40,7 @@ if TYPE_CHECKING:
     from .cache import CacheArg, CachedSession, HistoryCache
 
 __all__ = [
+    "SyncFailure",
     "SyncPlan",
     "SyncProgress",
     "SyncReport",
@@ -38,8 +54,31 @@ T = TypeVar("T")
 R = TypeVar("R")
 
 #: ``progress(done, total, session_id)``, called in the calling thread after each history is
-#: mirrored (``done`` counts from 1 to ``total``).
+#: mirrored or has failed (``done`` counts from 1 to ``total``).
 SyncProgress = Callable[[int, int, str], None]
+
+#: ``list``: the server's list holds it but it could not be read. ``fetch``: its history could
+#: not be fetched. ``store``: what the server sent cannot be stored (or repeats an entry id).
+SyncStage = Literal["list", "fetch", "store"]
+
+
+@attrs.frozen(kw_only=True)
+class SyncFailure:
+    """One session ``sync`` could not mirror, and why (one line, the key redacted)."""
+
+    session_id: str | None
+    stage: SyncStage
+    error_type: str
+    message: str
+
+    @classmethod
+    def of(cls, session_id: str | None, stage: SyncStage, exc: BaseException) -> SyncFailure:
+        return cls(
+            session_id=session_id,
+            stage=stage,
+            error_type=type(exc).__name__,
+            message=one_line(exc),
+        )
 
 
 @attrs.frozen(kw_only=True)
@@ -54,6 +93,13 @@ class SyncReport:
     entries_added: int
     #: Cached sessions the server no longer lists (kept in the cache); empty with session_ids.
     not_listed_upstream: tuple[str, ...] = ()
+    #: Sessions that could not be mirrored (the others were).
+    failures: tuple[SyncFailure, ...] = ()
+
+    @property
+    def ok(self) -> bool:
+        """True when every session was mirrored (the CLI exits 1 otherwise)."""
+        return not self.failures
 
 
 @attrs.frozen(kw_only=True)
@@ -62,14 +108,28 @@ class SyncPlan:
 
     new: tuple[SessionInfo, ...]
     changed: tuple[SessionInfo, ...]
-    #: Sessions whose history must be fetched (the server's count differs from the cache's).
+    #: Sessions whose history must be fetched (see ``plan_sync``).
     stale: tuple[SessionInfo, ...]
 
 
-def plan_sync(before: Mapping[str, CachedSession], listed: Sequence[SessionInfo]) -> SyncPlan:
-    """Which listed sessions are new, changed (status, count or title) and stale.
+def _described_differently(cached: CachedSession, info: SessionInfo) -> bool:
+    """Whether the server's object differs from the one the cache holds (text first: cheap)."""
+    from .cache._speedups import json_text
 
-    A new session with ``message_count`` 0 has no history to fetch.
+    if json_text(cached.raw) == json_text(info.raw):
+        return False
+    return dict(cached.raw) != dict(info.raw)
+
+
+def plan_sync(before: Mapping[str, CachedSession], listed: Sequence[SessionInfo]) -> SyncPlan:
+    """Which listed sessions are new, changed (status, count or title), and stale.
+
+    Stale (fetch the history) when any of: the session is new to the cache (even with a
+    ``message_count`` of 0: a count may lie); the cache has not mirrored its history since its
+    row was written or changed (``synced_at`` is None); the server's object differs from the
+    cached one (a new status, count, ``updated_at``...); the cached entries are not as many as
+    ``message_count`` says; their order is provisional (``provisional_order``). Each test is one
+    comparison of values already read: the cost stays that of reading the rows.
     """
     new: list[SessionInfo] = []
     changed: list[SessionInfo] = []
@@ -78,8 +138,7 @@ def plan_sync(before: Mapping[str, CachedSession], listed: Sequence[SessionInfo]
         cached = before.get(info.session_id)
         if cached is None:
             new.append(info)
-            if info.message_count > 0:
-                stale.append(info)
+            stale.append(info)
             continue
         if (
             cached.status != info.status
@@ -87,7 +146,12 @@ def plan_sync(before: Mapping[str, CachedSession], listed: Sequence[SessionInfo]
             or cached.title != info.title
         ):
             changed.append(info)
-        if cached.entry_count != info.message_count:
+        if (
+            cached.synced_at is None
+            or cached.entry_count != info.message_count
+            or cached.provisional_order
+            or _described_differently(cached, info)
+        ):
             stale.append(info)
     return SyncPlan(new=tuple(new), changed=tuple(changed), stale=tuple(stale))
 
@@ -105,21 +169,20 @@ def sync(
     ``cache`` is what ``Session`` takes (None: the default file, a path, a ``HistoryCache``).
     Raises ``NotFoundError`` (before writing anything) if a requested id is not listed under
     the key. The server is asked first: an unreachable server leaves no new cache file behind.
-    Rows of another server are never touched: a listed id the cache holds for another server
-    is another session, and is left out (ids are the server's own).
+    A session that cannot be listed, fetched or stored is in ``failures``; the others are
+    mirrored all the same. Rows of another server are never touched: a listed id the cache
+    holds for another server is another session, and is left out (ids are the server's own).
     """
     check_sync_arguments(cache, concurrency)
-    run = SyncRun(client.sessions.list(), session_ids)
+    run = SyncRun(client.run(_calls.lenient_list_call()), session_ids)
     from .cache import open_cache
 
     opened, owned = open_cache(cache, client.key_scope, server=client.server)
     assert opened is not None  # cache is not False
     try:
         stale = run.record_listing(opened)
-        for info, entries in _fetch_all(
-            lambda i: client.sessions.messages(i.session_id), stale, concurrency
-        ):
-            done = run.store(opened, info, entries)
+        for info, outcome in _fetch_all(lambda i: _fetch(client, i), stale, concurrency):
+            done = run.store(opened, info, outcome)
             if progress is not None:
                 progress(done, len(stale), info.session_id)
     finally:
@@ -136,44 +199,73 @@ def check_sync_arguments(cache: CacheArg, concurrency: object) -> None:
         raise ConfigurationError("concurrency must be an integer >= 1")
 
 
-class SyncRun:
-    """One sync's decisions and writes, whatever fetches the histories: what the listing
-    records, what each fetched history adds, what the report says. ``sync`` calls it in the
-    calling thread, ``async_sync`` in its writer thread (off the event loop); both only list,
-    fetch, and hand each history to ``store`` as it arrives.
+#: A history as fetched: its entries, or the typed error that kept it from us.
+Fetched = list[HistoryEntry] | PdffillrError
 
-    Made from the server's list (the cache is opened after the server answered: an unreachable
-    server leaves no new file), it raises ``NotFoundError`` at once for unknown ``session_ids``.
+
+class SyncRun:
+    """One sync's decisions and writes, whatever fetches the histories: which listed sessions
+    to mirror, what the listing records, what each fetched history adds or fails, what the
+    report says. ``sync`` calls it in the calling thread, ``async_sync`` in its writer thread
+    (off the event loop); both only list, fetch, and hand each history to ``store`` as it
+    arrives.
+
+    Made from the server's lenient list (the cache is opened only after the server answered:
+    an unreachable server leaves no new file); ``NotFoundError`` at once for an id asked for
+    that the server does not list at all.
     """
 
-    def __init__(self, all_listed: list[SessionInfo], session_ids: Iterable[str] | None) -> None:
-        self._all_listed = all_listed
-        self._chosen = session_ids is not None
-        self._listed = _select(all_listed, session_ids)
+    def __init__(
+        self,
+        listing: tuple[list[SessionInfo], Sequence[tuple[str | None, PdffillrError]]],
+        session_ids: Iterable[str] | None,
+    ) -> None:
+        all_listed, unreadable = listing
+        self._wanted = None if session_ids is None else list(dict.fromkeys(session_ids))
+        # A session listed twice is mirrored once, as first listed.
+        first = {info.session_id: info for info in reversed(all_listed)}
+        self._all_listed = list(first.values())[::-1]
+        self._unreadable_ids = {sid for sid, _ in unreadable if sid is not None}
+        self._listed = _select(self._all_listed, self._wanted, self._unreadable_ids)
+        self._failures = [
+            SyncFailure.of(sid, "list", exc)
+            for sid, exc in unreadable
+            if self._wanted is None or sid in self._wanted
+        ]
         self._before: dict[str, CachedSession] = {}
         self._plan = SyncPlan(new=(), changed=(), stale=())
-        self._added = self._fetched = 0
+        self._added = self._fetched = self._done = 0
 
-    def record_listing(self, cache: HistoryCache) -> tuple[SessionInfo, ...]:
+    def record_listing(self, cache: HistoryCache) -> list[SessionInfo]:
         """Record the listed sessions (never an id the cache holds for another server: that is
         another session) and return those whose history must be fetched."""
         taken = cache.other_servers_session_ids()
         self._listed = [info for info in self._listed if info.session_id not in taken]
         self._before = {s.session_id: s for s in cache.sessions()}
         self._plan = plan_sync(self._before, self._listed)
-        cache.upsert_sessions(self._listed)
-        return self._plan.stale
+        refused = _store_listing(cache, self._listed, self._failures)
+        return [info for info in self._plan.stale if info.session_id not in refused]
 
-    def store(self, cache: HistoryCache, info: SessionInfo, entries: list[HistoryEntry]) -> int:
-        """Mirror one fetched history (one transaction); returns how many are done so far."""
-        self._added += cache.mirror_history(info.session_id, entries)
-        self._fetched += 1
-        return self._fetched
+    def store(self, cache: HistoryCache, info: SessionInfo, fetched: Fetched) -> int:
+        """Mirror one fetched history (one transaction), or report why it could not be; only
+        an unusable cache (``CacheError``) stops the sync. Returns how many are done so far."""
+        self._done += 1
+        if isinstance(fetched, PdffillrError):
+            self._failures.append(SyncFailure.of(info.session_id, "fetch", fetched))
+            return self._done
+        try:
+            self._added += cache.mirror_history(info.session_id, fetched)
+            self._fetched += 1
+        except CacheError:
+            raise
+        except PdffillrError as exc:
+            self._failures.append(SyncFailure.of(info.session_id, "store", exc))
+        return self._done
 
     def report(self) -> SyncReport:
         plan, listed = self._plan, self._listed
-        upstream = {i.session_id for i in self._all_listed}
-        gone = () if self._chosen else tuple(sorted(set(self._before) - upstream))
+        upstream = {i.session_id for i in self._all_listed} | self._unreadable_ids
+        gone = () if self._wanted is not None else tuple(sorted(set(self._before) - upstream))
         return SyncReport(
             sessions=len(listed),
             new=len(plan.new),
@@ -182,15 +274,51 @@ class SyncRun:
             histories_fetched=self._fetched,
             entries_added=self._added,
             not_listed_upstream=gone,
+            failures=tuple(self._failures),
         )
 
 
-def _select(listed: list[SessionInfo], session_ids: Iterable[str] | None) -> list[SessionInfo]:
-    if session_ids is None:
+def _fetch(client: PdffillrClient, info: SessionInfo) -> list[HistoryEntry] | PdffillrError:
+    """The history, or the typed error that kept it from us (an id like ``..`` included)."""
+    try:
+        return client.sessions.messages(info.session_id)
+    except PdffillrError as exc:
+        return exc
+
+
+def _store_listing(
+    cache: HistoryCache, listed: Sequence[SessionInfo], failures: list[SyncFailure]
+) -> set[str]:
+    """Write the listed sessions' rows (one transaction); if the server sent a value the cache
+    cannot hold, write them one by one and report the ones refused. Returns their ids."""
+    try:
+        cache.upsert_sessions(listed)
+        return set()
+    except CacheError:
+        raise
+    except PdffillrError:
+        pass
+    refused: set[str] = set()
+    for info in listed:
+        try:
+            cache.upsert_sessions([info])
+        except CacheError:
+            raise
+        except PdffillrError as exc:
+            refused.add(info.session_id)
+            failures.append(SyncFailure.of(info.session_id, "store", exc))
+    return refused
+
+
+def _select(
+    listed: list[SessionInfo], wanted: list[str] | None, unreadable: set[str]
+) -> list[SessionInfo]:
+    """The listed sessions asked for; ``NotFoundError`` for an id the server does not list at
+    all (one it lists but that cannot be read is reported as a failure instead)."""
+    if wanted is None:
         return listed
     by_id = {info.session_id: info for info in listed}
-    wanted = list(dict.fromkeys(session_ids))
-    missing = [sid for sid in wanted if sid not in by_id]
+    missing = [sid for sid in wanted if sid not in by_id and sid not in unreadable]
     if missing:
         raise NotFoundError(
             f"no session {missing[0]!r} under this API key"
@@ -198,7 +326,7 @@ def _select(listed: list[SessionInfo], session_ids: Iterable[str] | None) -> lis
             status_code=404,
             error_type="not_found",
         )
-    return [by_id[sid] for sid in wanted]
+    return [by_id[sid] for sid in wanted if sid in by_id]
 
 
 def _fetch_all(
@@ -208,7 +336,8 @@ def _fetch_all(
 
     Results are handed to the caller's thread (which writes them) as they arrive; no more than
     ``2 * concurrency`` wait at once, so memory stays bounded however many sessions there are.
-    The first failure stops the rest (queued fetches are cancelled) and propagates.
+    ``fetch`` returns expected failures as values; anything it raises (a bug, an interrupt)
+    stops the rest (queued fetches are cancelled) and propagates.
     """
     if concurrency == 1 or len(items) <= 1:
         for item in items:

@@ -55,7 +55,20 @@ def _os_error_message(exc: OSError) -> str:
 
 
 class _Group(click.Group):
-    """A group that turns the library's errors into one ``Error: ...`` line and exit status 1."""
+    """A group that turns the library's errors into one ``Error: ...`` line and exit status 1,
+    and refuses arguments that are not valid text."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        # On POSIX, bytes that are not UTF-8 reach us as lone surrogates (surrogateescape):
+        # no session id, query or path the cache holds can match them, and printing them
+        # raises. Refused here, before any option is parsed: a usage error, exit status 2.
+        for arg in args:
+            bad = _not_text(arg)
+            if bad is not None:
+                raise click.UsageError(
+                    f"argument {bad!r} is not valid text (its bytes are not UTF-8)", ctx
+                )
+        return super().parse_args(ctx, args)
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
@@ -72,6 +85,15 @@ class _Group(click.Group):
             raise click.ClickException(one_line(_os_error_message(exc))) from None
 
 
+def _not_text(arg: str) -> str | None:
+    """The argument, shown safely, if it holds a lone surrogate; else None."""
+    try:
+        arg.encode("utf-8")
+    except UnicodeEncodeError:
+        return arg.encode("utf-8", "backslashreplace").decode("ascii", "backslashreplace")
+    return None
+
+
 def _silence_stdout() -> None:
     try:
         devnull = os.open(os.devnull, os.O_WRONLY)
@@ -83,12 +105,18 @@ def _silence_stdout() -> None:
 # -- options and parsing -----------------------------------------------------------------------
 
 
+#: The most rows a listing can ask for (a bigger ``-n`` is a usage error, not an overflow).
+MAX_LIMIT = 1_000_000_000
+
+
 class _DbParam(click.ParamType[Any, Any]):
     """``--db``: a file path, or a ``postgresql://`` URL kept as given (a path would fold its
-    ``//``)."""
+    ``//``). No ``dir_okay=False``: a directory, a FIFO or a device is refused by the cache
+    itself, with one `Error:` line naming what it is (click would print a three-line usage
+    error)."""
 
     name = "PATH|URL"
-    _file = click.Path(dir_okay=False, path_type=Path)
+    _file = click.Path(path_type=Path)
 
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
         from .cache._location import is_postgres_url
@@ -171,6 +199,26 @@ def _open_readonly(db: Path | str | None) -> HistoryCache:
     return HistoryCache(path, readonly=True)
 
 
+def _refuse_the_cache_as_output(output: Path, db: Path | str) -> None:
+    """Never write an export over the cache (or its -wal, -shm, -journal): that would erase
+    every session it holds. Compared as files (hard and symbolic links included) when both
+    exist, else as resolved paths. (A PostgreSQL cache is no file an export could hit.)"""
+    if not isinstance(db, Path):
+        return
+    for suffix in ("", "-wal", "-shm", "-journal"):
+        cache_file = Path(f"{db}{suffix}")
+        try:
+            same = output.exists() and cache_file.exists() and os.path.samefile(output, cache_file)
+        except OSError:
+            same = False
+        if same or output.resolve() == cache_file.resolve():
+            raise click.UsageError(
+                f"refusing to write the export to {out.cell(output)}: it is the history cache"
+                + (f" ({suffix[1:]} file)" if suffix else "")
+                + " (pass another -o FILE)"
+            )
+
+
 def _require_session(cache: HistoryCache, session_id: str) -> CachedSession:
     found = cache.session(session_id)
     if found is None:
@@ -229,7 +277,9 @@ def path(db: Path | str | None) -> None:
     default=None,
     help="Only sessions with this server status.",
 )
-@click.option("-n", "--limit", type=click.IntRange(min=0), default=None, help="At most N sessions.")
+@click.option(
+    "-n", "--limit", type=click.IntRange(0, MAX_LIMIT), default=None, help="At most N sessions."
+)
 @click.option(
     "--since",
     metavar="DATE|DURATION",
@@ -286,7 +336,7 @@ def show(session_id: str, as_json: bool, nl: bool, db: Path | str | None) -> Non
 @main.command()
 @click.argument("query")
 @click.option("--session", "session_id", default=None, help="Only in this session.")
-@click.option("-n", "--limit", type=click.IntRange(min=1), default=20, show_default=True)
+@click.option("-n", "--limit", type=click.IntRange(1, MAX_LIMIT), default=20, show_default=True)
 @_json_options
 @_db_option
 def search(
@@ -333,6 +383,8 @@ def export(session_id: str, fmt: str, output: Path | None, db: Path | str | None
     markdown: a readable transcript. Text is written exactly (UTF-8, nothing escaped but what
     JSON requires).
     """
+    if output is not None:
+        _refuse_the_cache_as_output(output, _resolve_db(db))
     with _open_readonly(db) as cache:
         s = _require_session(cache, session_id)
         entries = cache.history(s.session_id)
@@ -348,7 +400,10 @@ def export(session_id: str, fmt: str, output: Path | None, db: Path | str | None
         return
     with open(output, "wb") as fh:
         out.write(text, fh)
-    click.echo(f"Exported {len(entries)} entries of {s.session_id} to {output}", err=True)
+    click.echo(
+        f"Exported {len(entries)} entries of {out.cell(s.session_id)} to {out.cell(output)}",
+        err=True,
+    )
 
 
 @main.command()
@@ -373,8 +428,9 @@ def stats(as_json: bool, db: Path | str | None) -> None:
 def check(as_json: bool, db: Path | str | None) -> None:
     """Check the integrity of the cache file: SQLite's, then the full-text index's.
 
-    The file is only read: the full-text check (a write statement for SQLite) runs on a
-    private temporary copy. Exits 1 if there are problems.
+    The file is only read, and never copied: the full-text index is checked against the
+    content read-only (checksums of both, the content re-tokenized batch by batch in memory),
+    so a read-only location works too. Exits 1 if there are problems.
     """
     with _open_readonly(db) as cache:
         where = cache.path
@@ -438,8 +494,11 @@ def sync(
 ) -> None:
     """Mirror the server's sessions and their histories into the cache.
 
-    With SESSION_IDs, only those. Incremental: a history is fetched only when the server's
-    message_count differs from what the cache holds. Needs $PDFFILLR_API_KEY.
+    With SESSION_IDs, only those. Incremental: a history is fetched when it is new, when the
+    server's description of the session changed, when its message_count differs from what the
+    cache holds, or when sends left its order unconfirmed. A session that cannot be mirrored is
+    an `Error:` line on stderr and the others are still mirrored; the exit status is then 1.
+    Needs $PDFFILLR_API_KEY.
     """
     from ._sync import sync as sync_cache
 
@@ -460,6 +519,10 @@ def sync(
         out.emit_json(out.sync_dict(report), nl=False)
     else:
         out.write(out.sync_text(report))
+    for failure in report.failures:
+        click.echo(f"Error: {out.sync_problem(failure)}", err=True)
+    if not report.ok:
+        raise SystemExit(1)
 
 
 @main.command()

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from pdffillr_sessions._exceptions import CacheError, ConfigurationError
+from pdffillr_sessions._exceptions import CacheError, ConfigurationError, ProtocolError
 from pdffillr_sessions._models import HistoryEntry, SessionInfo, parse_entry, parse_session
 from pdffillr_sessions._scope import key_scope
 from pdffillr_sessions.cache import KNOWN_MIGRATIONS, HistoryCache
@@ -198,7 +198,7 @@ def test_mirror_is_one_transaction(db: Path) -> None:
             cache.mirror_history("s1", bad_raw)
         assert cache.history("s1") == good[:2]
         surrogate = entry(7, content="bad \ud800 surrogate")
-        with pytest.raises(UnicodeEncodeError):
+        with pytest.raises(ProtocolError, match=r"lone surrogate.*nothing was written"):
             cache.mirror_history("s1", [*good, surrogate])
         assert cache.history("s1") == good[:2]
         assert not cache._conn.in_transaction

@@ -422,9 +422,10 @@ def test_sync_mirrors_incrementally(
         "new": 3,
         "changed": 0,
         "unchanged": 0,
-        "histories_fetched": 1,
+        "histories_fetched": 3,  # every new session, even one whose count says 0
         "entries_added": 2,
         "not_listed_upstream": 0,
+        "failures": [],
     }
     exported = run("export", a.session_id, "--db", str(db)).stdout.splitlines()
     assert json.loads(exported[0])["content"] == "first message 📄"
@@ -438,10 +439,14 @@ def test_sync_mirrors_incrementally(
     requests_before = len(emulator.request_log)
     third = run("sync", "--db", str(db))
     assert third.stdout.strip() == (
-        "Synced 3 session(s): 0 new, 2 changed, 1 unchanged; fetched 1 history, added 2 entries."
+        "Synced 3 session(s): 0 new, 2 changed, 1 unchanged; fetched 2 histories, added 2 entries."
     )
+    # B has new entries; A ended (its history is final now): both are fetched, not "empty".
     fetched = [r.path for r in emulator.request_log[requests_before:] if r.method == "GET"]
-    assert fetched == ["/v1/sdk/chat/sessions", f"/v1/sdk/chat/sessions/{b.session_id}/messages"]
+    assert fetched[0] == "/v1/sdk/chat/sessions"
+    assert sorted(fetched[1:]) == sorted(
+        f"/v1/sdk/chat/sessions/{x.session_id}/messages" for x in (a, b)
+    )
     listing = json.loads(run("sessions", "--db", str(db), "--json").stdout)
     cached = {s["session_id"]: s for s in listing}
     assert cached[a.session_id]["status"] == "ended" and cached[b.session_id]["entry_count"] == 2

@@ -73,20 +73,20 @@ def test_sync_returns_a_typed_report_and_mirrors_every_history(
     report = sync(client, db, concurrency=4, progress=lambda *a: seen.append(a))
 
     assert isinstance(report, SyncReport)
-    with_history = [s for i, s in enumerate(sids) if i % 3]
     assert report == SyncReport(
         sessions=12,
         new=12,
         changed=0,
         unchanged=0,
-        histories_fetched=len(with_history),
+        histories_fetched=12,  # every new session: a count of 0 is not taken on trust
         entries_added=sum(2 * (i % 3) for i in range(12)),
         not_listed_upstream=(),
     )
+    assert report.ok
     # One progress call per fetched history, counting up, each naming its session.
-    assert [d for d, _, _ in seen] == list(range(1, len(with_history) + 1))
-    assert {t for _, t, _ in seen} == {len(with_history)}
-    assert sorted(s for _, _, s in seen) == sorted(with_history)
+    assert [d for d, _, _ in seen] == list(range(1, 13))
+    assert {t for _, t, _ in seen} == {12}
+    assert sorted(s for _, _, s in seen) == sorted(sids)
     cached = _cached(db)
     assert cached[sids[0]].status == "ended"
     with HistoryCache(db, readonly=True) as cache:
@@ -158,17 +158,30 @@ def test_sync_of_chosen_ids_only(client: PdffillrClient, db: Path) -> None:
     assert report.sessions == 1 and set(_cached(db)) == {a}
 
 
-def test_a_failed_fetch_stops_the_sync_with_a_typed_error(
+def test_a_failed_fetch_is_reported_and_every_other_session_is_still_mirrored(
     client: PdffillrClient, emulator: Any, db: Path
 ) -> None:
-    for i in range(5):
-        client.sessions.send(client.sessions.create(f"s{i}").session_id, "hi")
-    emulator.add_fault(Fault("status", status=404, method="GET", path=r"/messages$", times=100))
-    with pytest.raises(NotFoundError):
-        sync(client, db, concurrency=3)
-    # The listing was recorded; no history was, and no thread is left running a fetch.
-    assert len(_cached(db)) == 5
+    sids = [client.sessions.create(f"s{i}").session_id for i in range(5)]
+    for sid in sids:
+        client.sessions.send(sid, "hi")
+    emulator.add_fault(
+        Fault("status", status=404, method="GET", path=f"{sids[2]}/messages$", times=100)
+    )
+    report = sync(client, db, concurrency=3)
+    assert [(f.session_id, f.stage, f.error_type) for f in report.failures] == [
+        (sids[2], "fetch", "NotFoundError")
+    ]
+    assert not report.ok and report.histories_fetched == 4
+    cached = _cached(db)
+    assert len(cached) == 5
+    assert {sid: cached[sid].entry_count for sid in sids} == {
+        sid: 0 if sid == sids[2] else 2 for sid in sids
+    }
     assert not [t for t in threading.enumerate() if t.name.startswith("pdffillr-sync")]
+    # The next sync, with the server mended, fetches what it could not (its row is unmirrored).
+    emulator.clear_faults()
+    again = sync(client, db)
+    assert again.ok and again.histories_fetched == 1 and _cached(db)[sids[2]].entry_count == 2
 
 
 @pytest.mark.parametrize("bad", [0, -1, 1.5])
@@ -179,13 +192,34 @@ def test_sync_refuses_a_bad_concurrency(client: PdffillrClient, db: Path, bad: A
         sync(client, False)
 
 
-def test_plan_sync_decides_from_counts_status_and_title() -> None:
-    def info(sid: str, count: int, status: str = "active", title: str = "t") -> pfs.SessionInfo:
+def test_plan_sync_fetches_what_the_cache_cannot_prove_it_holds() -> None:
+    def info(sid: str, count: int, status: str = "active", title: str = "t", **raw: Any) -> Any:
         return pfs.SessionInfo(
-            session_id=sid, title=title, status=status, message_count=count, created_at=NOW
-        )  # type: ignore[arg-type]
+            session_id=sid,
+            title=title,
+            status=status,  # type: ignore[arg-type]
+            message_count=count,
+            created_at=NOW,
+            raw={
+                "session_id": sid,
+                "title": title,
+                "message_count": count,
+                "status": status,
+                **raw,
+            },
+        )
 
-    def cached(sid: str, count: int, status: str = "active", title: str = "t") -> CachedSession:
+    def cached(
+        sid: str,
+        count: int,
+        status: str = "active",
+        title: str = "t",
+        *,
+        entries: int | None = None,
+        synced: bool = True,
+        provisional: bool = False,
+        **raw: Any,
+    ) -> CachedSession:
         return CachedSession(
             session_id=sid,
             scope="s",
@@ -194,11 +228,19 @@ def test_plan_sync_decides_from_counts_status_and_title() -> None:
             message_count=count,
             created_at=NOW,
             ended_at=None,
-            entry_count=count,
+            entry_count=count if entries is None else entries,
             local_state=None,
             local_error=None,
             opened_at=None,
-            synced_at=None,
+            synced_at=NOW if synced else None,
+            raw={
+                "session_id": sid,
+                "title": title,
+                "message_count": count,
+                "status": status,
+                **raw,
+            },
+            provisional_order=provisional,
         )
 
     before = {
@@ -206,19 +248,28 @@ def test_plan_sync_decides_from_counts_status_and_title() -> None:
         "more": cached("more", 2),
         "ended": cached("ended", 2),
         "renamed": cached("renamed", 0),
+        "never_mirrored": cached("never_mirrored", 0, synced=False),
+        "count_lies": cached("count_lies", 0, entries=3),
+        "sent_here": cached("sent_here", 4, provisional=True),
+        "touched": cached("touched", 1, updated_at="2026-01-01"),
     }
     listed = [
         info("same", 2),
         info("more", 4),
         info("ended", 2, status="ended"),
         info("renamed", 0, title="new title"),
+        info("never_mirrored", 0),
+        info("count_lies", 0),
+        info("sent_here", 4),
+        info("touched", 1, updated_at="2026-02-02"),
         info("new_empty", 0),
         info("new_full", 3),
     ]
     plan = plan_sync(before, listed)
     assert [i.session_id for i in plan.new] == ["new_empty", "new_full"]
     assert [i.session_id for i in plan.changed] == ["more", "ended", "renamed"]
-    assert [i.session_id for i in plan.stale] == ["more", "new_full"]
+    # Only "same" is proved unchanged: same object, mirrored since, dense, as many entries.
+    assert {i.session_id for i in plan.stale} == {i.session_id for i in listed} - {"same"}
 
 
 # -- reap --------------------------------------------------------------------------------------
@@ -445,5 +496,8 @@ def test_a_session_then_sync_with_the_same_cache_object(client: PdffillrClient, 
         with Session(client, title="shared", cache=cache) as s:
             s.send("hello")
         report = sync(client, cache)
-        assert report.sessions == 1 and report.histories_fetched == 0
+        # The block mirrored before it ended: the ended session's final history is fetched
+        # once (the server's object changed), and then never again.
+        assert report.sessions == 1 and report.histories_fetched == 1
+        assert sync(client, cache).histories_fetched == 0
         assert cache.stats().entries == 2

@@ -1,26 +1,43 @@
-"""The API key never reaches a cassette, the cache, a log line, an exception or a repr."""
+"""The API key never reaches a cassette, the cache, a log line, an exception, a repr, a frame's
+local variables (what ``pytest --showlocals`` and error trackers capture) or CLI output, even when
+a server echoes it back."""
 
 from __future__ import annotations
 
+import json
 import logging
+import os
+import pickle
 import re
+import socket
+import subprocess
+import sys
+import textwrap
+import time
 import traceback
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 from click.testing import CliRunner
 from conftest import CASSETTE_KEY, REDACTED_AUTH, ROOT
+from rawserver import serving
 
 from pdffillr_sessions import (
     APIConnectionError,
+    AsyncPdffillrClient,
     AuthenticationError,
+    ConfigurationError,
     HistoryCache,
+    InternalServerError,
     PdffillrClient,
     ProtocolError,
     Session,
+    Timeout,
 )
+from pdffillr_sessions._secret import Secret
 from pdffillr_sessions.cli import main as cli
 from pdffillr_sessions.emulator import Emulator, Fault
 
@@ -161,3 +178,279 @@ def test_the_key_is_not_in_cli_output(server: Emulator, tmp_path: Path) -> None:
     assert outputs[-1].exit_code != 0  # an error path, too
     for result in outputs:
         assert FAKE_KEY not in result.output
+
+
+# -- no frame local, no echoed text -------------------------------------------------------------
+
+#: A canary key: a module constant, so that no test frame holds it as a local variable.
+CANARY = "sk_live_CANARY_frame_locals_9f8e7d6c5b4a"
+TESTS = str(Path(__file__).resolve().parent)
+
+
+def _exceptions_in(exc: BaseException) -> list[BaseException]:
+    out: list[BaseException] = []
+    todo = [exc]
+    while todo:
+        e = todo.pop()
+        if any(e is seen for seen in out):
+            continue
+        out.append(e)
+        todo += [c for c in (e.__cause__, e.__context__) if c is not None]
+    return out
+
+
+def _shown(value: object) -> list[str]:
+    """What a tracker shows of a local: its repr and str, and those of its attributes."""
+    texts: list[str] = []
+    for candidate in (value, *getattr(value, "__dict__", {}).values()):
+        for show in (repr, str):
+            try:
+                texts.append(show(candidate))
+            except Exception:  # a half-built object's repr may fail: a tracker shows nothing
+                continue
+    return texts
+
+
+def leaks(exc: BaseException) -> list[str]:
+    """Where the canary shows in a failure: any library frame's locals (as ``--showlocals``
+    and error trackers capture them), the formatted traceback with locals, any message."""
+    found: list[str] = []
+    for e in _exceptions_in(exc):
+        text = "".join(traceback.TracebackException.from_exception(e, capture_locals=True).format())
+        if CANARY in text:
+            found.append(f"formatted {type(e).__name__} with locals")
+        tb = e.__traceback__
+        while tb is not None:
+            frame = tb.tb_frame
+            if not frame.f_code.co_filename.startswith(TESTS):
+                for name, value in frame.f_locals.items():
+                    if any(CANARY in shown for shown in _shown(value)):
+                        found.append(f"{frame.f_code.co_name}() local {name!r}")
+            tb = tb.tb_next
+    return found
+
+
+def _raise(call: Callable[[], object]) -> BaseException:
+    try:
+        call()
+    except Exception as exc:
+        return exc
+    raise AssertionError("expected a failure")
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"base_url": "ftp://nowhere"},
+        {"base_url": "http://host/?q=1"},
+        {"timeout": "abc"},
+        {"max_retries": -1},
+        {"max_response_bytes": 0},
+    ],
+)
+@pytest.mark.parametrize("source", ["argument", "environment"])
+def test_no_frame_local_holds_the_key_when_the_client_setup_fails(
+    kwargs: dict[str, Any], source: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PDFFILLR_API_KEY", CANARY)
+    for make in (PdffillrClient, AsyncPdffillrClient):
+        if source == "argument":
+            exc = _raise(lambda m=make: m(CANARY, **kwargs))  # type: ignore[operator]
+        else:
+            exc = _raise(lambda m=make: m(**kwargs))  # type: ignore[operator]
+        assert isinstance(exc, ConfigurationError)
+        assert leaks(exc) == []
+
+
+def test_no_frame_local_holds_a_malformed_key(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PDFFILLR_API_KEY", CANARY + "\u00e9")
+    exc = _raise(PdffillrClient)
+    assert isinstance(exc, ConfigurationError) and "malformed" in str(exc)
+    assert leaks(exc) == []
+    exc = _raise(lambda: HistoryCache(api_key=CANARY, scope="both"))
+    assert isinstance(exc, ConfigurationError) and leaks(exc) == []
+
+
+def _echo_fault(status: int, **kwargs: Any) -> Fault:
+    body = json.dumps({"error": {"type": "bad", "message": f"bad token Bearer {CANARY}"}})
+    return Fault(
+        "status",
+        status=status,
+        body=body,
+        content_type="application/json",
+        headers={"x-request-id": CANARY, "x-echo": f"Bearer {CANARY}"},
+        **kwargs,
+    )
+
+
+def test_no_frame_local_holds_the_key_when_a_call_fails(tmp_path: Path) -> None:
+    failures: list[BaseException] = []
+    with Emulator() as emu:
+        with PdffillrClient(CANARY, base_url=emu.url, sleep=lambda s: None) as client:
+            emu.add_fault(_echo_fault(401))
+            failures.append(_raise(client.sessions.list))
+            emu.add_fault(_echo_fault(503, times=3))
+            failures.append(_raise(client.sessions.create))
+            emu.add_fault(Fault("status", status=200, body=f"<html>{CANARY}</html>"))
+            failures.append(_raise(client.sessions.list))
+            emu.add_fault(Fault("drop_before"))
+            emu.add_fault(Fault("drop_before"))
+            emu.add_fault(Fault("drop_before"))
+            failures.append(_raise(client.sessions.list))
+    with PdffillrClient(CANARY, base_url="http://127.0.0.1:9", max_retries=0) as client:
+        failures.append(_raise(client.sessions.list))
+
+    def echoing_header_line(conn: socket.socket) -> None:
+        conn.sendall(f"HTTP/1.1 200 OK\r\nBearer {CANARY}\r\n\r\n".encode())
+
+    with serving(echoing_header_line) as server:
+        with PdffillrClient(CANARY, base_url=server.url, max_retries=0) as client:
+            failures.append(_raise(client.sessions.list))
+
+    def trickling(conn: socket.socket) -> None:
+        conn.sendall(b"HTTP/1.1 200 OK\r\n")
+        time.sleep(1.0)
+
+    with serving(trickling) as server:
+        timeout = Timeout(5, total=0.3)
+        with PdffillrClient(CANARY, base_url=server.url, timeout=timeout) as client:
+            failures.append(_raise(client.sessions.list))
+    kinds = [type(e).__name__ for e in failures]
+    assert kinds == [
+        "AuthenticationError",
+        "InternalServerError",
+        "ProtocolError",
+        "APIConnectionError",
+        "APIConnectionError",
+        "APIConnectionError",
+        "APITimeoutError",
+    ]
+    for exc in failures:
+        assert leaks(exc) == [], type(exc)
+        assert CANARY not in repr(getattr(exc, "body", None))
+        assert CANARY not in str(getattr(exc, "request_id", None))
+    assert "<redacted>" in str(failures[0])
+    assert "<redacted>" in failures[0].request_id  # type: ignore[attr-defined]
+
+
+def test_pytest_showlocals_never_prints_the_key(tmp_path: Path) -> None:
+    """The real ``pytest --showlocals``, on failures whose frames pass through the client."""
+    script = tmp_path / "test_failing.py"
+    script.write_text(
+        textwrap.dedent(
+            """
+            import pdffillr_sessions as pfs
+            from pdffillr_sessions.emulator import Emulator, Fault
+
+            def test_setup_fails():
+                pfs.PdffillrClient(base_url="ftp://nowhere")
+
+            def test_a_call_fails():
+                with Emulator() as emu:
+                    emu.add_fault(Fault("status", status=401, body="key echoed: " + KEY))
+                    with pfs.PdffillrClient(base_url=emu.url) as client:
+                        client.sessions.list()
+
+            def test_a_connection_fails():
+                with pfs.PdffillrClient(base_url="http://127.0.0.1:9", max_retries=0) as c:
+                    c.sessions.list()
+
+            import os
+            KEY = os.environ["PDFFILLR_API_KEY"]
+            """
+        ).replace("KEY = os.environ", "KEY = os.environ"),
+        encoding="utf-8",
+    )
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "--showlocals",
+            "--tb=long",
+            "-p",
+            "no:cacheprovider",
+            "-p",
+            "no:randomly",
+            str(script),
+        ],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PDFFILLR_API_KEY": CANARY, "PYTHONPATH": str(ROOT)},
+        cwd=tmp_path,
+        check=False,
+    )
+    assert "3 failed" in result.stdout, result.stdout[-2000:]
+    assert "self       = " in result.stdout or "self = " in result.stdout  # locals were shown
+    assert CANARY not in result.stdout + result.stderr
+
+
+def test_a_key_echoed_by_the_server_reaches_no_log_cli_output_or_cache(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    db = tmp_path / "echo.db"
+    with Emulator() as emu:
+        with PdffillrClient(CANARY, base_url=emu.url, sleep=lambda s: None) as client:
+            with pytest.raises(InternalServerError):
+                with Session(client, cache=db) as s:
+                    s.send("hello")
+                    # The server stores an entry that quotes the key, then every end fails
+                    # with a message echoing it.
+                    emu.add_fault(
+                        Fault(
+                            "status",
+                            status=200,
+                            method="GET",
+                            path="/messages$",
+                            body=json.dumps(
+                                [
+                                    {
+                                        "id": "e1",
+                                        "type": "message",
+                                        "role": "assistant",
+                                        "content": f"your key is {CANARY}",
+                                        "created_at": "2026-01-01T00:00:00Z",
+                                    }
+                                ]
+                            ),
+                            content_type="application/json",
+                        )
+                    )
+                    emu.add_fault(_echo_fault(500, path="/end$", times=10))
+        runner = CliRunner()
+        emu.add_fault(_echo_fault(401, times=5))
+        result = runner.invoke(
+            cli,
+            ["sync", "--db", str(db)],
+            env={"PDFFILLR_API_KEY": CANARY, "PDFFILLR_BASE_URL": emu.url},
+        )
+    assert result.exit_code == 1 and "<redacted>" in result.output
+    assert CANARY not in result.output
+    for record in caplog.records:
+        assert CANARY not in record.getMessage()
+    for f in db.parent.rglob("*"):
+        if f.is_file():
+            assert CANARY.encode() not in f.read_bytes(), f
+    with HistoryCache(db) as cache:
+        [row] = cache.sessions()
+        assert row.local_state == "end_pending" and "<redacted>" in (row.local_error or "")
+        assert "your key is <redacted>" in [e.content for e in cache.history(row.session_id)]
+    show = runner.invoke(cli, ["show", row.session_id, "--db", str(db)])
+    assert show.exit_code == 0 and CANARY not in show.output
+
+
+def test_a_secret_never_shows_its_value() -> None:
+    secret = Secret(CANARY)
+    for text in (repr(secret), str(secret), f"{secret}", repr([secret]), repr({"k": secret})):
+        assert CANARY not in text
+    with pytest.raises(TypeError):
+        pickle.dumps(secret)
+    assert (secret == Secret(CANARY)) is False  # no comparison (a failed assert would diff it)
+    assert Secret.of(secret) is secret
+    assert secret.redact(f"a{CANARY}b") == "a<redacted>b"
+    assert secret.redact_bytes(json.dumps({"k": CANARY}).encode()) == b'{"k": "<redacted>"}'
+    plain = b"nothing to hide"
+    assert secret.redact_bytes(plain) is plain
+    assert Secret("short").redact("short text") == "short text"  # too short to search for
+    assert Secret(None).problem == "missing" and Secret(5).problem == "not a string"

@@ -6,6 +6,7 @@ PostgreSQL database many machines share (a ``postgresql://`` URL).
 opens it), ``_schema`` / ``_migrations`` (which schema a file has; the migrations registry),
 ``_sql`` (statement text), ``_rows`` (values <-> rows), ``_speedups`` (every speed trick, in one
 visible place), ``_integrity`` (is the file sound), ``_open`` (what a ``cache=`` argument means),
+``_mirror`` (how a history converges), ``_errors`` (every failure as a typed error),
 ``_location`` (a path or a URL), ``_backend`` (what the store needs from a database), ``_sqlite``
 and ``_pg`` (the two backends), ``_pg_dialect``, ``_pg_schema``, ``_pg_search`` and
 ``_pg_locks`` (PostgreSQL's statements, schema, text search and owner locks).

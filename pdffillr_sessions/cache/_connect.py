@@ -15,7 +15,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from .._exceptions import CacheError, CacheNotFoundError
-from ._files import check_file, ensure_private_file, readonly_uri
+from ._files import check_file, ensure_private_file, readonly_uri, tighten_permissions
 from ._schema import KNOWN_MIGRATIONS, applied_migrations
 
 __all__ = ["BUSY_TIMEOUT_S", "connect", "prepare", "write_transaction"]
@@ -36,10 +36,12 @@ def connect(path: Path, *, readonly: bool) -> sqlite3.Connection:
         if not path.exists():
             raise CacheNotFoundError(f"no cache at {path}")
         check_file(path)
+        tighten_permissions(path)
         target, uri = readonly_uri(path), True
     else:
         ensure_private_file(path)
         check_file(path)
+        tighten_permissions(path)
         target, uri = str(path), False
     try:
         conn = sqlite3.connect(

@@ -6,21 +6,58 @@ that is not a cache is refused untouched (SQLite would otherwise happily create 
 
 from __future__ import annotations
 
+import logging
 import os
+import stat
 from pathlib import Path
 from urllib.parse import quote
 
 from .._exceptions import CacheError
 
-__all__ = ["can_write_wal_index", "check_file", "ensure_private_file", "readonly_uri"]
+__all__ = [
+    "can_write_wal_index",
+    "check_file",
+    "ensure_private_file",
+    "readonly_uri",
+    "tighten_permissions",
+]
+
+logger = logging.getLogger("pdffillr_sessions")
 
 _SQLITE_MAGIC = b"SQLite format 3\x00"
 
 
+def _kind(mode: int) -> str | None:
+    """What a file that is not a regular file is (None for a regular file)."""
+    for test, name in (
+        (stat.S_ISDIR, "a directory"),
+        (stat.S_ISFIFO, "a FIFO (named pipe)"),
+        (stat.S_ISCHR, "a character device"),
+        (stat.S_ISBLK, "a block device"),
+        (stat.S_ISSOCK, "a socket"),
+    ):
+        if test(mode):
+            return name
+    return None if stat.S_ISREG(mode) else "not a regular file"
+
+
 def check_file(path: Path) -> None:
-    """Refuse a file that is not SQLite before SQLite (or we) write anything to it."""
+    """Refuse a file that is not SQLite before SQLite (or we) write anything to it.
+
+    Only ``stat`` is used until the file is known to be a regular file: opening a FIFO blocks
+    until a writer comes, and ``/dev/zero`` reads forever.
+    """
     try:
-        size = path.stat().st_size
+        st = path.stat()
+    except FileNotFoundError:
+        return
+    except OSError as exc:
+        raise CacheError(f"cannot read the cache at {path}: {exc}") from None
+    kind = _kind(st.st_mode)
+    if kind is not None:
+        raise CacheError(f"{path} is {kind}, not a cache file")
+    try:
+        size = st.st_size
         if size == 0:
             return
         with open(path, "rb") as fh:
@@ -82,3 +119,31 @@ def ensure_private_file(path: Path) -> None:
         raise CacheError(f"cannot create the cache at {path}: {exc}") from None
     os.close(fd)
     # SQLite gives the -wal and -shm files the database file's permissions.
+
+
+def tighten_permissions(path: Path) -> list[str]:
+    """Make an existing cache (and its -wal/-shm) private: group and other bits removed.
+
+    A file that others can read holds every conversation; one they can write can be made to
+    say anything. When it cannot be changed (not our file, a read-only file system), a warning
+    says so on the ``pdffillr_sessions`` logger. Returns the warnings given.
+    """
+    warned: list[str] = []
+    for candidate in (path, Path(f"{path}-wal"), Path(f"{path}-shm")):
+        try:
+            st = candidate.stat()
+        except OSError:
+            continue
+        mode = stat.S_IMODE(st.st_mode)
+        if not stat.S_ISREG(st.st_mode) or not mode & 0o077:
+            continue
+        try:
+            os.chmod(candidate, mode & ~0o077)
+        except OSError as exc:
+            text = (
+                f"the cache file {candidate} is readable or writable by others (mode "
+                f"{mode:04o}) and could not be made private: {exc.strerror or exc}"
+            )
+            logger.warning("%s", text)
+            warned.append(text)
+    return warned

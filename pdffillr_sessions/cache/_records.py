@@ -34,6 +34,8 @@ class CachedSession:
     local_state: LocalState | None
     local_error: str | None
     opened_at: datetime | None
+    #: When the full history was last mirrored; None: never, or the server's description of
+    #: the session changed since (``sync`` then fetches it).
     synced_at: datetime | None
     raw: Mapping[str, Any] = attrs.field(repr=False, factory=dict)
     #: The process that opened it here (``record_opened``); None for rows cached otherwise.
@@ -46,6 +48,9 @@ class CachedSession:
     #: The lock its with-block holds while it runs (``HistoryCache.acquire_owner``: a lock file,
     #: or on PostgreSQL an advisory lock); None when no block owns it.
     owner_lock: str | None = None
+    #: Entries were appended here (a send's reply) and no full mirror has confirmed their
+    #: place in the server's order yet: ``sync`` fetches this history again.
+    provisional_order: bool = False
 
     @property
     def info(self) -> SessionInfo:

@@ -46,7 +46,7 @@ def server_ended_at(raw: Mapping[str, Any]) -> str | None:
         return None
     try:
         return ts(datetime.fromisoformat(value))
-    except ValueError:
+    except (ValueError, OverflowError):  # not ISO 8601, or no UTC time exists for it
         return None
 
 
@@ -72,6 +72,7 @@ def session_from_row(row: Sequence[Any]) -> CachedSession:
         opened_host=row[14],
         server=row[15],
         owner_lock=row[16],
+        provisional_order=row[17] is not None and row[17] + 1 != row[7],
     )
 
 

@@ -46,6 +46,9 @@ SAME_SERVER = (
     "sessions.server IS NULL OR excluded.server IS NULL OR sessions.server = excluded.server"
 )
 
+#: Mirror one listed session. ``synced_at`` (when its full history was last mirrored) is NULL
+#: for a new row and reset to NULL when the server's description changed: the history must be
+#: fetched again (``plan_sync``), and ``mirror_history`` sets it once it is.
 UPSERT_SESSION = f"""
 INSERT INTO sessions (scope, session_id, title, status, message_count, created_at, ended_at,
                       updated_at, synced_at, raw, server)
@@ -60,7 +63,7 @@ ON CONFLICT (scope, session_id) DO UPDATE SET
                        THEN NULL ELSE sessions.local_error END,
     server = COALESCE(sessions.server, excluded.server),
     updated_at = excluded.updated_at,
-    synced_at = excluded.synced_at
+    synced_at = NULL
 WHERE ({SAME_SERVER}) AND (
       sessions.title IS NOT excluded.title
    OR sessions.status IS NOT excluded.status
@@ -96,11 +99,14 @@ ON CONFLICT (scope, session_id) DO UPDATE SET
 WHERE {SAME_SERVER}
 """
 
+#: The last column is the session's max(seq): rows that are not dense (count != max + 1) hold
+#: locally appended entries whose order a full mirror has not confirmed yet (``_mirror``).
 SESSION_SELECT = """
 SELECT s.session_id, s.scope, s.title, s.status, s.message_count, s.created_at, s.ended_at,
        (SELECT count(*) FROM history h WHERE h.scope = s.scope AND h.session_id = s.session_id),
        s.local_state, s.local_error, s.opened_at, s.synced_at, s.raw, s.opened_pid, s.opened_host,
-       s.server, s.owner_lock
+       s.server, s.owner_lock,
+       (SELECT max(h.seq) FROM history h WHERE h.scope = s.scope AND h.session_id = s.session_id)
 FROM sessions s
 """
 

@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import os
 import socket
+import sqlite3
 import threading
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -49,8 +50,11 @@ from .._contract import LOCAL_END_PENDING, LOCAL_ENDED, LOCAL_OPEN
 from .._exceptions import CacheError, ConfigurationError
 from .._models import HistoryEntry, SessionInfo
 from .._scope import key_scope
+from .._secret import Secret
 from . import _location, _mirror, _sql
 from ._backend import Backend, Conn, OwnerLock, Probe, open_backend
+from ._connect import BUSY_TIMEOUT_S
+from ._errors import cache_error, typed_errors
 from ._records import CachedSession, CacheStats, CreateIntent, SearchHit
 from ._rows import entry_rows, now, server_ended_at, session_from_row, ts
 from ._speedups import ENCODER, build_entries, gc_paused, json_text
@@ -73,17 +77,19 @@ class HistoryCache:
         self,
         path: str | os.PathLike[str] | None = None,
         *,
-        api_key: str | None = None,
+        api_key: str | Secret | None = None,
         scope: str | None = None,
         server: str | None = None,
         readonly: bool = False,
     ) -> None:
-        if api_key is not None and scope is not None:
+        secret = None if api_key is None else Secret.of(api_key)  # no frame holds the key
+        del api_key
+        if secret is not None and scope is not None:
             raise ConfigurationError("pass either api_key or scope to HistoryCache, not both")
-        if api_key is not None:
-            if not api_key:
+        if secret is not None:
+            if not secret:
                 raise ConfigurationError("api_key is empty")
-            scope = key_scope(api_key)
+            scope = key_scope(secret)
         if scope is not None and (not isinstance(scope, str) or not scope):
             raise ConfigurationError("scope must be a non-empty string")
         _check_server(server)
@@ -92,7 +98,10 @@ class HistoryCache:
         self._readonly = readonly
         self._owner = True
         self._lock = threading.RLock()
-        self._db = open_backend(_location.resolve(path), readonly=readonly)
+        try:
+            self._db = open_backend(_location.resolve(path), readonly=readonly)
+        except sqlite3.Error as exc:  # what the file checks before opening did not catch
+            raise cache_error(Path(str(_location.resolve(path))), exc, BUSY_TIMEOUT_S) from exc
         self._path: _location.Location = self._db.location
         self._conn = self._db.conn
         self._applied = self._db.applied
@@ -207,9 +216,12 @@ class HistoryCache:
         self.close()
 
     def __repr__(self) -> str:
-        mode = "readonly" if self._readonly else "rw"
-        server = f" server={self._server!r}" if self._server is not None else ""
-        return f"<HistoryCache {str(self._path)!r} scope={self._scope!r}{server} {mode}>"
+        # getattr: error trackers call repr on a half-built instance (``self`` in __init__)
+        mode = "readonly" if getattr(self, "_readonly", False) else "rw"
+        path = str(getattr(self, "_path", "?"))
+        server = getattr(self, "_server", None)
+        shown = f" server={server!r}" if server is not None else ""
+        return f"<HistoryCache {path!r} scope={getattr(self, '_scope', None)!r}{shown} {mode}>"
 
     # -- owner locks (liveness) --------------------------------------------------------------
 
@@ -227,6 +239,7 @@ class HistoryCache:
 
     # -- writes: create intents --------------------------------------------------------------
 
+    @typed_errors(server_data=False)
     def record_create_intent(
         self, idempotency_key: str, title: str | None, *, owner_lock: str | None = None
     ) -> None:
@@ -250,6 +263,7 @@ class HistoryCache:
                 ),
             )
 
+    @typed_errors(server_data=False)
     def forget_create_intent(self, idempotency_key: str) -> bool:
         scope = self._writable_scope()
         with self._write_txn() as conn:
@@ -259,6 +273,7 @@ class HistoryCache:
             )
             return cur.rowcount > 0
 
+    @typed_errors(server_data=False)
     def create_intents(self) -> list[CreateIntent]:
         """Recorded create intents, oldest first."""
         where, args = self._record_filter()
@@ -285,6 +300,7 @@ class HistoryCache:
 
     # -- writes: sessions --------------------------------------------------------------------
 
+    @typed_errors(server_data=True)
     def record_opened(
         self,
         info: SessionInfo,
@@ -335,6 +351,7 @@ class HistoryCache:
                     (scope, idempotency_key),
                 )
 
+    @typed_errors(server_data=True)
     def upsert_sessions(self, infos: Iterable[SessionInfo]) -> int:
         """Mirror the server's sessions; returns how many rows were inserted or changed."""
         scope = self._writable_scope()
@@ -349,7 +366,7 @@ class HistoryCache:
                 ts(i.created_at),
                 server_ended_at(i.raw),
                 stamp,
-                stamp,
+                None,  # synced_at: the history is not mirrored yet
                 json_text(i.raw),
                 self._server,
             )
@@ -361,6 +378,7 @@ class HistoryCache:
             cur = conn.executemany(_sql.UPSERT_SESSION, rows)
             return max(cur.rowcount, 0)
 
+    @typed_errors(server_data=False)
     def mark_end_pending(self, session_id: str, error: str) -> None:
         """The end request failed: remember it so that ``pending_ends`` retries it.
 
@@ -396,6 +414,7 @@ class HistoryCache:
                     ),
                 )
 
+    @typed_errors(server_data=True)
     def mark_ended(self, session_id: str, info: SessionInfo | None = None) -> bool:
         """The end was confirmed (by this cache's server: a row that did not say which server
         it belongs to is now recorded as that server's). Returns False if the session is not
@@ -416,7 +435,7 @@ class HistoryCache:
                         ts(info.created_at),
                         server_ended_at(info.raw),
                         stamp,
-                        stamp,
+                        None,  # synced_at: the ended session's history is fetched once more
                         json_text(info.raw),
                         self._server,
                     ),
@@ -441,6 +460,7 @@ class HistoryCache:
                 _mirror.raise_message_count(conn, scope, session_id)
             return cur.rowcount > 0
 
+    @typed_errors(server_data=False)
     def mark_gone(self, session_id: str) -> bool:
         """This cache's server answered 404 for the session: it has nothing left to end, so the
         row is recorded ended. Only a row recorded for this very server: a 404 from a server
@@ -467,6 +487,7 @@ class HistoryCache:
             )
             return cur.rowcount > 0
 
+    @typed_errors(server_data=False)
     def other_servers_session_ids(self) -> set[str]:
         """Ids this scope holds for servers other than this cache's (none without a server):
         the same id on this server is another session, which ``sync`` leaves out."""
@@ -482,39 +503,53 @@ class HistoryCache:
 
     # -- writes: history ---------------------------------------------------------------------
 
+    @typed_errors(server_data=True)
     def mirror_history(self, session_id: str, entries: Sequence[HistoryEntry]) -> int:
         """Mirror a session's FULL history (oldest first); returns the rows inserted.
 
-        Nothing already cached is rewritten; when nothing is new, nothing is written at all.
+        Afterwards the cache holds the server's entries in the server's order (``_mirror``
+        says how, and why entries the server no longer lists are kept). A list holding an id
+        twice is refused (``ProtocolError``), and so is a value the cache cannot hold, with
+        nothing written. When nothing changed, nothing is written at all.
         """
         scope = self._writable_scope()
-        if not entries:
-            return 0
         with self._lock:
-            tail = _mirror.tail(self._conn, scope, session_id)
-            if _mirror.prefix_ok(tail, entries) and tail[0] == len(entries):
-                return 0  # the fast no-op: a read, no transaction
+            conn = self._conn
+            tail = _mirror.tail(conn, scope, session_id)
+            if (
+                _mirror.prefix_ok(tail, entries)
+                and tail[0] == len(entries)
+                and not _mirror.needs_mark(conn, scope, session_id)
+            ):
+                return 0  # the fast no-op: reads, no transaction
+            # Before anything is written (the no-op above writes nothing, and its dense
+            # prefix holds unique ids: the server's, as long as history is append-only).
+            _mirror.refuse_duplicates(session_id, entries)
             with self._write_txn() as conn:
                 tail = _mirror.tail(conn, scope, session_id)
-                if _mirror.prefix_ok(tail, entries):
+                first_new = self._db.max_rowid(conn)
+                inserted = 0
+                if not _mirror.prefix_ok(tail, entries):
+                    inserted, _ = _mirror.merge(conn, scope, session_id, entries)
+                elif tail[0] < len(entries):
                     count = tail[0]
-                    if count == len(entries):
-                        return 0
-                    first_new = self._db.max_rowid(conn)
                     cur = conn.executemany(
                         _sql.INSERT_HISTORY, entry_rows(scope, session_id, entries[count:], count)
                     )
-                    inserted = cur.rowcount
-                else:
-                    first_new = self._db.max_rowid(conn)
-                    inserted = _mirror.merge(conn, scope, session_id, entries)
+                    inserted = max(cur.rowcount, 0)
                 if inserted:
                     self._db.index_new(conn, first_new)
                     _mirror.raise_message_count(conn, scope, session_id)
+                _mirror.mark_mirrored(conn, scope, session_id, now())
                 return inserted
 
+    @typed_errors(server_data=True)
     def append_entries(self, session_id: str, entries: Sequence[HistoryEntry]) -> int:
-        """Entries just appended (e.g. by a send): seq continues after the cached ones."""
+        """Entries just appended (e.g. by a send), after the cached ones and a one-number hole
+        in ``seq``: their place in the server's order is provisional until the next full
+        mirror (``_mirror``: another process may append to the same session at the same time).
+        An id already cached, or repeated in ``entries``, is skipped.
+        """
         scope = self._writable_scope()
         if not entries:
             return 0
@@ -538,10 +573,8 @@ class HistoryCache:
             if not fresh:
                 return 0
             first_new = self._db.max_rowid(conn)
-            start = -1 if max_seq is None else int(max_seq)
-            cur = conn.executemany(
-                _sql.INSERT_HISTORY, entry_rows(scope, session_id, fresh, start + 1)
-            )
+            start = 1 if max_seq is None else int(max_seq) + 2  # the hole: not yet confirmed
+            cur = conn.executemany(_sql.INSERT_HISTORY, entry_rows(scope, session_id, fresh, start))
             self._db.index_new(conn, first_new)
             # message_count is not raised here: one more dirty page per send (a sessions row)
             # was a third of a send's cache cost. Reads show max(message_count, entries), and
@@ -550,6 +583,7 @@ class HistoryCache:
 
     # -- reads -------------------------------------------------------------------------------
 
+    @typed_errors(server_data=False)
     def sessions(
         self,
         status: str | None = None,
@@ -578,6 +612,7 @@ class HistoryCache:
             rows = conn.execute(sql, params).fetchall()
         return [session_from_row(r) for r in rows]
 
+    @typed_errors(server_data=False)
     def session(self, session_id: str) -> CachedSession | None:
         where, args = self._record_filter("s.")
         with self._read_txn() as conn:
@@ -588,6 +623,7 @@ class HistoryCache:
             ).fetchone()
         return None if row is None else session_from_row(row)
 
+    @typed_errors(server_data=False)
     def history(self, session_id: str) -> list[HistoryEntry]:
         """A session's cached history, oldest first (every scope's, if unscoped)."""
         out: list[HistoryEntry] = []
@@ -601,6 +637,7 @@ class HistoryCache:
                 out.extend(build_entries(session_id, cur))
         return out
 
+    @typed_errors(server_data=False)
     def search(
         self, query: str, *, limit: int = 20, session_id: str | None = None
     ) -> list[SearchHit]:
@@ -610,6 +647,7 @@ class HistoryCache:
         with self._lock:
             return self._db.search(query, int(limit), self._scope, session_id)
 
+    @typed_errors(server_data=False)
     def pending_ends(self) -> list[CachedSession]:
         """Sessions opened here whose end is not confirmed (local_state open or end_pending)."""
         where, args = self._record_filter("s.")
@@ -621,6 +659,7 @@ class HistoryCache:
             ).fetchall()
         return [session_from_row(r) for r in rows]
 
+    @typed_errors(server_data=False)
     def stats(self) -> CacheStats:
         """Counts per status, scope and opening host, entries, size, schema version, dates."""
         where, args = self._scope_filter()
@@ -688,10 +727,12 @@ class HistoryCache:
             pending_by_host=pending_by_host,
         )
 
+    @typed_errors(server_data=False)
     def integrity_check(self) -> list[str]:
         """Problems found by the database's own checks; empty means sound. SQLite: ``PRAGMA
-        integrity_check``, then the FTS5 check (on a copy when read-only). PostgreSQL: the
-        schema and the text-search column (``_pg.PostgresBackend.integrity_problems``)."""
+        integrity_check``, then the FTS5 check (read-only: checksums, never a copy; see
+        ``_integrity``). PostgreSQL: the schema and the text-search column
+        (``_pg.PostgresBackend.integrity_problems``)."""
         with self._lock:
             return self._db.integrity_problems()
 

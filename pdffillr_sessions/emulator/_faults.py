@@ -50,6 +50,12 @@ DEFAULT_FAULT_KINDS: tuple[str, ...] = (
 )
 
 
+#: Ranges of the numeric options: beyond them a SPEC is refused (a usage error on the command
+#: line), never a crash of a server thread at request time (``time.sleep(1e308)`` overflows).
+MAX_TIMES = 10**9
+MAX_SECONDS = 86_400.0
+
+
 class FaultSpecError(ValueError):
     """A fault SPEC or JSON description that cannot be understood."""
 
@@ -78,10 +84,12 @@ class Fault:
             raise FaultSpecError(f"unknown fault action {action!r} (one of {', '.join(ACTIONS)})")
         if not 100 <= status <= 599:
             raise FaultSpecError(f"fault status {status} is not an HTTP status")
-        if times < 1:
-            raise FaultSpecError("fault times must be >= 1")
-        if seconds < 0:
-            raise FaultSpecError("fault seconds must be >= 0")
+        if not 1 <= times <= MAX_TIMES:
+            raise FaultSpecError(f"fault times must be between 1 and {MAX_TIMES}")
+        if not 0 <= seconds <= MAX_SECONDS:  # NaN fails both comparisons
+            raise FaultSpecError(f"fault seconds must be between 0 and {MAX_SECONDS:g}")
+        if keep is not None and not 0 <= keep <= MAX_TIMES:
+            raise FaultSpecError(f"fault keep must be between 0 and {MAX_TIMES}")
         self.action = action
         self.status = status
         self.method = method.upper() if method and method != "*" else None
