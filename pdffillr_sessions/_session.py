@@ -15,7 +15,7 @@ lock whose connection was cut makes it stop (``OwnerLockLostError``; its exit en
 since a reaper elsewhere may then end the session at any moment.
 
 SIGTERM and SIGHUP unwind the block like Ctrl-C (``_signals``); the block's exit bounds its
-final mirror and its end with deadlines of their own (``FINAL_MIRROR_DEADLINE``,
+final mirror and its end with deadlines of their own (``_lifecycle.FINAL_MIRROR_DEADLINE``,
 ``END_DEADLINE``), so that a hung history fetch cannot keep the end from being sent.
 
 Those steps, their order and every decision on the way are ``_lifecycle.Lifecycle``'s, shared
@@ -34,8 +34,6 @@ from typing import IO, TYPE_CHECKING, Literal, TypeVar
 from . import _signals
 from ._client import PdffillrClient
 from ._lifecycle import (
-    END_DEADLINE,
-    FINAL_MIRROR_DEADLINE,
     Lifecycle,
     SessionProperties,
     exit_timeout,
@@ -46,7 +44,7 @@ from ._models import HistoryEntry, SessionInfo
 if TYPE_CHECKING:
     from .cache import CacheArg
 
-__all__ = ["END_DEADLINE", "FINAL_MIRROR_DEADLINE", "Session"]
+__all__ = ["Session"]
 
 T = TypeVar("T")
 

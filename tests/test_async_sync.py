@@ -89,13 +89,13 @@ def test_the_same_report_and_the_same_rows_as_sync(emulator: Emulator, tmp_path:
     )
 
     assert isinstance(report, SyncReport) and report == expected
-    assert report.sessions == 12 and report.histories_fetched == 8
+    assert report.sessions == report.histories_fetched == 12 and report.ok
     assert rows(tmp_path / "async.db") == rows(tmp_path / "sync.db")
     assert set(rows(tmp_path / "async.db")) == set(sids)
     # One progress call per fetched history, counting up, each naming its session.
-    assert [d for d, _, _ in seen] == list(range(1, 9))
-    assert {t for _, t, _ in seen} == {8}
-    assert sorted(s for _, _, s in seen) == sorted(s for i, s in enumerate(sids) if i % 3)
+    assert [d for d, _, _ in seen] == list(range(1, 13))
+    assert {t for _, t, _ in seen} == {12}
+    assert sorted(s for _, _, s in seen) == sorted(sids)
     again = run(emulator, lambda c: async_sync(c, tmp_path / "async.db"))
     assert again.new == again.changed == again.histories_fetched == again.entries_added == 0
     assert again.unchanged == 12
@@ -127,8 +127,8 @@ def test_bad_arguments_are_refused_before_any_request(
 
 
 def test_at_most_concurrency_fetches_at_once(emulator: Emulator, db: Path) -> None:
-    populate(emulator, 9)  # 6 of them have a history
-    emulator.add_fault(Fault("delay", method="GET", path=r"/messages$", seconds=0.3, times=6))
+    populate(emulator, 9)
+    emulator.add_fault(Fault("delay", method="GET", path=r"/messages$", seconds=0.3, times=9))
     in_flight = peak = 0
 
     async def body(client: AsyncPdffillrClient) -> SyncReport:
@@ -147,7 +147,7 @@ def test_at_most_concurrency_fetches_at_once(emulator: Emulator, db: Path) -> No
         return await async_sync(client, db, concurrency=3)
 
     report = run(emulator, body)
-    assert report.histories_fetched == 6
+    assert report.histories_fetched == 9
     assert peak == 3  # three started together (each takes 0.3 s), never a fourth
 
 
@@ -181,17 +181,26 @@ def test_the_cache_is_never_touched_on_the_event_loop(
         finally:
             loop_thread.clear()
 
-    assert run(emulator, body).histories_fetched == 4
+    assert run(emulator, body).histories_fetched == 6
     assert on_loop == []
 
 
-def test_a_failed_fetch_stops_the_sync_with_a_typed_error(emulator: Emulator, db: Path) -> None:
+def test_a_failed_fetch_is_reported_and_the_others_are_mirrored_as_by_sync(
+    emulator: Emulator, tmp_path: Path
+) -> None:
     populate(emulator, 6)
-    emulator.add_fault(Fault("status", status=404, method="GET", path=r"/messages$", times=100))
-    with pytest.raises(NotFoundError):
-        run(emulator, lambda c: async_sync(c, db, concurrency=3))
-    # The listing was recorded, no history was, the cache was closed, its thread has ended.
-    assert len(rows(db)) == 6 and all(h == [] for _, _, h in rows(db).values())
+    emulator.add_fault(Fault("status", status=404, method="GET", path=r"/messages$", times=2))
+    report = run(emulator, lambda c: async_sync(c, tmp_path / "async.db", concurrency=3))
+    assert not report.ok and report.histories_fetched == 4
+    assert [(f.stage, f.error_type) for f in report.failures] == [("fetch", "NotFoundError")] * 2
+    failed = {f.session_id for f in report.failures}
+    for sid, (_, _, cached) in rows(tmp_path / "async.db").items():
+        assert cached == ([] if sid in failed else emulator.history(KEY, sid))
+    # sync, on the same server with the same faults, reports the same shape.
+    emulator.add_fault(Fault("status", status=404, method="GET", path=r"/messages$", times=2))
+    with PdffillrClient(KEY, base_url=emulator.url) as client:
+        expected = sync(client, tmp_path / "sync.db", concurrency=3)
+    assert (expected.histories_fetched, len(expected.failures)) == (4, 2)
     assert finished_threads("pdffillr-sync-cache") == []
 
 
@@ -223,7 +232,7 @@ def test_a_shared_cache_object_works_as_for_sync(emulator: Emulator, db: Path) -
         finally:
             await asyncio.to_thread(cache.close)
 
-    assert run(emulator, body).histories_fetched == 2
+    assert run(emulator, body).histories_fetched == 4
 
 
 def test_the_same_signature_as_sync_and_exported() -> None:

@@ -44,8 +44,8 @@ from pdffillr_sessions import (
     RateLimitError,
 )
 from pdffillr_sessions._client import Timeout
+from pdffillr_sessions._lifecycle import FINAL_MIRROR_DEADLINE
 from pdffillr_sessions._owner import Probe
-from pdffillr_sessions._session import FINAL_MIRROR_DEADLINE
 from pdffillr_sessions.cli import main
 from pdffillr_sessions.emulator import Emulator, Fault
 from tests._blocks import KINDS, Block, run_block

@@ -308,7 +308,7 @@ def test_a_trickled_final_history_cannot_hold_a_blocks_exit_and_the_end_is_sent(
     """Issue 10's exit deadline against a server that trickles (not one that hangs): every
     byte would restart a read timeout, so only the wall-clock deadline ends the final fetch."""
     from pdffillr_sessions import Session
-    from pdffillr_sessions import _session as session_module
+    from pdffillr_sessions import _lifecycle as session_module
 
     monkeypatch.setattr(session_module, "FINAL_MIRROR_DEADLINE", TOTAL)
     server = RawServer(lambda conn: None)
