@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pdffillr_sessions import AsyncPdffillrClient, AsyncSession, PdffillrClient, Session
+from pdffillr_sessions._secret import Secret
 
 KINDS = ["sync", "async"]
 
@@ -42,7 +43,7 @@ def run_block(
     kind: str,
     block: Block,
     *,
-    api_key: str,
+    api_key: str | Secret,
     base_url: str,
     cache: Any,
     catch: type[BaseException] | tuple[type[BaseException], ...] = (),
