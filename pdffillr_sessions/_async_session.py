@@ -12,8 +12,8 @@ module is only the asyncio I/O they run on (``_AsyncIO``):
   writing can hold a write for SQLite's busy timeout (30 s), and the loop must keep serving
   everything else meanwhile. One thread per session keeps its operations in the order the
   session asked for them (so the cache holds the server's order), and many sessions in one loop
-  each keep their own order without waiting for one another's queue. An operation always runs
-  to its end, even if its caller is cancelled;
+  each keep their own order without waiting for one another's queue. An operation is never
+  abandoned halfway: a cancelled caller waits for it, then the cancellation propagates;
 * calls on one handle are serialised by an ``asyncio.Lock``.
 
 Cancellation is an exit like any other (``task.cancel()``, ``asyncio.timeout()`` around the
@@ -42,7 +42,7 @@ from . import _signals
 from ._async_client import AsyncPdffillrClient
 from ._lifecycle import Lifecycle, SessionProperties, exit_error, exit_timeout
 from ._models import HistoryEntry, SessionInfo
-from ._offloop import SerialThread
+from ._offloop import SerialThread, finish_through_cancellation
 
 if TYPE_CHECKING:
     from .cache import CacheArg
@@ -127,12 +127,7 @@ class AsyncSession(SessionProperties):
         """Run the exit in a task of its own, to its end, whatever cancels this one meanwhile;
         then raise what ``exit_error`` decides with the cancellation that waited, if any."""
         step = asyncio.ensure_future(exit_step)
-        waited: asyncio.CancelledError | None = None
-        while not step.done():
-            try:
-                await asyncio.wait((step,))
-            except asyncio.CancelledError as cancel:
-                waited = waited or cancel  # not uncancel()ed: re-raised, or noted, below
+        waited = await finish_through_cancellation(step)  # not uncancel()ed: re-raised below
         # The exit task itself is cancelled only by a loop shutting down (asyncio.run cancels
         # every task left): its own handling has then recorded the end as pending.
         raised = asyncio.CancelledError() if step.cancelled() else step.exception()

@@ -23,9 +23,8 @@ The two classes differ only in their port:
 
 Cache-side work that must happen together (open the cache, take the owner lock, record the
 intent; forget the intent, let the lock go, close the cache) is one synchronous function run by
-one ``SessionIO.local`` call, and the state it produces is set inside it: an asyncio caller that
-is cancelled while the worker thread runs it cannot lose a lock or leave a half-done sequence,
-and the next operation (queued behind it) sees what it did.
+one ``SessionIO.local`` call, and the state it produces is set inside it: a sequence is never
+left half done, and an asyncio caller cancelled meanwhile still finds the state it produced.
 """
 
 from __future__ import annotations
@@ -203,7 +202,7 @@ class SessionIO(Protocol):
 
     async def local(self, op: Callable[[], T]) -> T:
         """Run a cache or lock operation; the operations of one handle run one at a time, in
-        the order asked, and each runs to its end even if its caller stops waiting."""
+        the order asked, and each runs to its end (a cancelled caller waits for it first)."""
         ...
 
     def serial(self) -> AbstractAsyncContextManager[None]:

@@ -6,9 +6,12 @@ in one thread of its own, one operation after another in the order they were ask
 cache gets a session's entries in the server's order, and an ``AsyncSession`` (or one
 ``async_sync``) never waits behind another's queue.
 
-An operation always runs to its end: a caller that is cancelled stops waiting for it, but it
-still runs in its turn, and the operations queued after it see what it did (the lifecycle
-relies on this: a lock taken, or an intent written, is never lost to a cancellation).
+An operation is never abandoned halfway: a caller that is cancelled while its operation runs (or
+waits its turn) waits for it to finish, then the cancellation propagates. So a cancelled
+``await s.send(...)`` returns control with its entries on disk, a lock taken or an intent
+written is never lost to a cancellation, and when the event loop ends, no operation of a
+finished caller is still running behind its back. The wait is bounded by the operation itself
+(an SQLite write by the busy timeout).
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
-__all__ = ["SerialThread"]
+__all__ = ["SerialThread", "finish_through_cancellation"]
 
 T = TypeVar("T")
 
@@ -32,12 +35,15 @@ class SerialThread:
         self._executor: ThreadPoolExecutor | None = None
 
     async def run(self, op: Callable[[], T]) -> T:
-        """``op()`` in the worker thread; shielded from the caller's cancellation (see above)."""
+        """``op()`` in the worker thread, waited for even through a cancellation (see above)."""
         if self._executor is None:
             self._executor = ThreadPoolExecutor(1, thread_name_prefix=self._name)
         future = asyncio.wrap_future(self._executor.submit(op))
-        future.add_done_callback(_retrieve)
-        return await asyncio.shield(future)
+        cancelled = await finish_through_cancellation(future)
+        if cancelled is not None:
+            future.exception()  # seen: the operation reports its own failures
+            raise cancelled
+        return future.result()
 
     def shutdown(self) -> None:
         executor, self._executor = self._executor, None
@@ -45,8 +51,15 @@ class SerialThread:
             executor.shutdown(wait=False)
 
 
-def _retrieve(future: asyncio.Future[Any]) -> None:
-    """Mark an operation's outcome as seen: a caller cancelled meanwhile never looks (the
-    operation reports its own failures), and asyncio would log it as never retrieved."""
-    if not future.cancelled():
-        future.exception()
+async def finish_through_cancellation(future: asyncio.Future[Any]) -> asyncio.CancelledError | None:
+    """Wait until ``future`` is done, whatever cancels the caller meanwhile (a cancelled wait
+    leaves ``future`` running); return the first cancellation that arrived, for the caller to
+    raise when it is ready. The caller's ``cancelling()`` count is left as the cancellers set
+    it. Bounded by ``future`` itself."""
+    cancelled: asyncio.CancelledError | None = None
+    while not future.done():
+        try:
+            await asyncio.wait((future,))
+        except asyncio.CancelledError as exc:
+            cancelled = cancelled or exc
+    return cancelled

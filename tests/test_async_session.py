@@ -536,6 +536,57 @@ def test_a_cache_write_held_up_by_sqlite_never_blocks_the_event_loop(
     assert_ended_and_recorded(emulator, db, sid)
 
 
+def test_a_send_cancelled_during_its_cache_write_leaves_its_entries_on_disk(
+    emulator: Emulator, db: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The write of a send's entries is held up by another connection's write lock; the task
+    is cancelled meanwhile. The cancellation waits for the write (it is never abandoned
+    halfway), then propagates: the entries the server appended are on disk."""
+    started = threading.Event()
+    append = HistoryCache.append_entries
+
+    def spying_append(self: HistoryCache, session_id: str, entries: Any) -> int:
+        started.set()
+        return append(self, session_id, entries)
+
+    monkeypatch.setattr(HistoryCache, "append_entries", spying_append)
+    sessions: list[AsyncSession] = []
+    seen: list[str] = []
+
+    async def body(client: AsyncPdffillrClient) -> None:
+        holder = None
+
+        async def worker() -> None:
+            nonlocal holder
+            async with AsyncSession(client, cache=db) as s:
+                sessions.append(s)
+                holder = sqlite3.connect(db, isolation_level=None)
+                holder.execute("BEGIN IMMEDIATE")
+                try:
+                    await s.send("cancelled while mirrored")
+                except asyncio.CancelledError:  # the cache as the cancellation leaves the send
+                    with HistoryCache(db) as cache:
+                        seen.extend(e.content for e in cache.history(s.session_id))
+                    raise
+
+        task = asyncio.create_task(worker())
+        while not started.is_set():
+            await asyncio.sleep(0.001)
+        task.cancel()
+        for _ in range(50):
+            await asyncio.sleep(0)
+        assert not task.done()  # waiting for its write, which waits for the lock
+        assert holder is not None
+        holder.execute("ROLLBACK")
+        holder.close()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    run(emulator, body)
+    assert seen[:1] == ["cancelled while mirrored"] and len(seen) == 2  # the message, the reply
+    assert_ended_and_recorded(emulator, db, sessions[0].session_id)
+
+
 @pytest.mark.parametrize("cache", ["per_session", "shared", "none"])
 def test_fifty_blocks_at_once_each_cache_the_servers_history_in_order(
     emulator: Emulator,
