@@ -410,7 +410,9 @@ class Lifecycle:
         async with self.io.serial():
             sid = self.require_open(verb)
             if self.owner is not None:
-                self.owner.check()  # lost: a reaper may end it any moment; send nothing more
+                # Lost: a reaper may end it any moment; send nothing more. (A PostgreSQL lock
+                # asks its connection: I/O, so it runs where the port runs cache work.)
+                await self.io.local(self.owner.check)
             try:
                 entries = await call(sid)
             except SessionEndedError:

@@ -33,7 +33,7 @@ from pdffillr_sessions import (
     reap,
 )
 from pdffillr_sessions import _lifecycle as lifecycle
-from pdffillr_sessions._owner import Probe, lock_dir
+from pdffillr_sessions._owner import OwnerLock, Probe, lock_dir
 from pdffillr_sessions.emulator import Emulator, Fault
 
 KEY = "sk_async_session_SECRET_4b3a29"
@@ -99,8 +99,12 @@ def test_block_creates_sends_mirrors_and_ends(emulator: Emulator, db: Path) -> N
     assert s.ended and s.info.status == "ended" and s.cache is None
     assert "AsyncSession(session_id=" in repr(s) and KEY not in repr(s)
     assert_ended_and_recorded(emulator, db, s.session_id)
-    # Every cache and lock operation ran in the session's worker thread, which has ended.
-    assert not [t for t in threading.enumerate() if t.name.startswith("pdffillr-session-cache")]
+    # Every cache and lock operation ran in the session's worker thread, which ends (once its
+    # queue, empty by now, is done: joined here, bounded).
+    workers = [t for t in threading.enumerate() if t.name.startswith("pdffillr-session-cache")]
+    for t in workers:
+        t.join(timeout=10)
+    assert not [t for t in workers if t.is_alive()]
 
 
 def test_an_exception_in_the_block_propagates_unchanged_and_the_session_ends(
@@ -611,6 +615,8 @@ def test_fifty_blocks_at_once_each_cache_the_servers_history_in_order(
         monkeypatch.setattr(
             HistoryCache, name, _spy(getattr(HistoryCache, name), on_loop, loop_threads)
         )
+    for name in ("check", "release"):  # the owner lock's file (a PostgreSQL one asks a server)
+        monkeypatch.setattr(OwnerLock, name, _spy(getattr(OwnerLock, name), on_loop, loop_threads))
 
     async def body(client: AsyncPdffillrClient) -> tuple[list[str], list[float]]:
         loop = asyncio.get_running_loop()
@@ -668,6 +674,7 @@ def test_fifty_blocks_at_once_each_cache_the_servers_history_in_order(
 SPIED = (
     "__init__",
     "for_scope",
+    "acquire_owner",
     "record_create_intent",
     "forget_create_intent",
     "record_opened",
