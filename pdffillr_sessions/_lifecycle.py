@@ -216,7 +216,8 @@ class SessionIO(Protocol):
 class Lifecycle:
     """The state of one session handle, and every step it takes (see the module docstring).
 
-    ``ends_on_exit``: a with-block created the session and ends it (False for ``resume``).
+    ``ends_on_exit`` is True when the handle's with-block creates the session and so ends it;
+    ``resume`` makes it False (the block then only closes the cache).
     """
 
     def __init__(self, io: SessionIO, title: str | None, cache: CacheArg) -> None:
@@ -279,10 +280,10 @@ class Lifecycle:
 
         Order, and why: the owner lock is taken before the intent is written and held until the
         end is recorded (``reap`` learns from the kernel, or the PostgreSQL server, whether the
-        block still runs); the
-        intent is written before the request (a crash between the server's reply and the next
-        write leaves the intent, whose key lets ``reap`` replay the create and end the session);
-        the session is recorded before the block runs (never a block the cache does not know).
+        block still runs); the intent is written before the request (a crash between the
+        server's reply and the next write leaves the intent, whose key lets ``reap`` replay the
+        create and end the session); the session is recorded before the block runs (never a
+        block the cache does not know).
         """
         self.state = OPEN  # from here on a second entry is refused
         key = new_idempotency_key()
