@@ -51,7 +51,7 @@ async def async_sync(
     run = SyncRun(listing, session_ids)
     from .cache import open_cache
 
-    writer = SerialThread("pdffillr-sync-cache")
+    writer = SerialThread("pdffillr-async-sync")
     try:
         opened, owned = await writer.run(
             lambda: open_cache(cache, client.key_scope, server=client.server)

@@ -99,7 +99,7 @@ def test_the_same_report_and_the_same_rows_as_sync(emulator: Emulator, tmp_path:
     again = run(emulator, lambda c: async_sync(c, tmp_path / "async.db"))
     assert again.new == again.changed == again.histories_fetched == again.entries_added == 0
     assert again.unchanged == 12
-    assert finished_threads("pdffillr-sync-cache") == []
+    assert finished_threads("pdffillr-async-sync") == []
 
 
 def test_unknown_ids_raise_before_anything_is_written(emulator: Emulator, db: Path) -> None:
@@ -201,7 +201,7 @@ def test_a_failed_fetch_is_reported_and_the_others_are_mirrored_as_by_sync(
     with PdffillrClient(KEY, base_url=emulator.url) as client:
         expected = sync(client, tmp_path / "sync.db", concurrency=3)
     assert (expected.histories_fetched, len(expected.failures)) == (4, 2)
-    assert finished_threads("pdffillr-sync-cache") == []
+    assert finished_threads("pdffillr-async-sync") == []
 
 
 def test_a_cancelled_sync_leaves_a_sound_cache(emulator: Emulator, db: Path) -> None:
