@@ -1,7 +1,8 @@
 """pdffillr-sessions: a Python client for the Pdffillr chat-sessions API.
 
-``with Session(client, title=...) as s:`` opens a session and always ends it; retries never
-duplicate a create or a send; every history is mirrored into a local SQLite cache readable offline.
+``with Session(client, title=...) as s:`` (or ``async with AsyncSession(...)``) opens a session
+and always ends it; retries never duplicate a create or a send; every history is mirrored into a
+local SQLite cache readable offline.
 
 Errors and models import eagerly (they are light). The client, the session wrapper, the cache
 and the operations (``sync``, ``reap``, ``end_sessions``) are imported on first use, so that the
@@ -46,6 +47,8 @@ setup_logging()  # a NullHandler on our logger; PDFFILLR_LOG=info|debug turns it
 
 if TYPE_CHECKING:
     from ._async_client import AsyncPdffillrClient
+    from ._async_session import AsyncSession
+    from ._async_sync import async_sync
     from ._client import PdffillrClient
     from ._config import Timeout
     from ._end import EndOutcome, EndReport, end_sessions
@@ -58,6 +61,8 @@ if TYPE_CHECKING:
 
 _LAZY = {
     "AsyncPdffillrClient": "._async_client",
+    "AsyncSession": "._async_session",
+    "async_sync": "._async_sync",
     "PdffillrClient": "._client",
     "RetryPolicy": "._retry",
     "Secret": "._secret",
@@ -84,6 +89,7 @@ __all__ = [
     "APIStatusError",
     "APITimeoutError",
     "AsyncPdffillrClient",
+    "AsyncSession",
     "AuthenticationError",
     "BadRequestError",
     "CacheAuthenticationError",
@@ -122,6 +128,7 @@ __all__ = [
     "Terminated",
     "Timeout",
     "__version__",
+    "async_sync",
     "end_sessions",
     "reap",
     "sync",

@@ -34,6 +34,7 @@ from pdffillr_sessions._models import HistoryEntry, SessionInfo, parse_entry
 from pdffillr_sessions.cache import _sql
 from pdffillr_sessions.cli import main
 from pdffillr_sessions.emulator import Emulator
+from tests._blocks import KINDS, Block, run_block
 
 KEY = "sk_postgres_tests_SECRET_5d4e3f"
 OTHER_KEY = "sk_postgres_tests_OTHER_0a9b8c"
@@ -218,11 +219,21 @@ def test_intents_states_and_pending_ends(location: str) -> None:
         unscoped.record_create_intent("x", None)
 
 
-def test_a_session_block_mirrors_into_either_backend(location: str, emulator: Emulator) -> None:
-    with PdffillrClient(KEY, base_url=emulator.url, sleep=lambda s: None) as client:
-        with Session(client, title="Q4 review", cache=location) as s:
-            s.send("Summarise the side letter")
-            s.send("And the \x00 capital call")
+@pytest.mark.parametrize("kind", KINDS)
+def test_a_session_block_mirrors_into_either_backend(
+    location: str, emulator: Emulator, kind: str
+) -> None:
+    """``Session``, and ``AsyncSession`` (whose worker thread holds the PostgreSQL owner lock's
+    connection and writes the rows)."""
+    outcome = run_block(
+        kind,
+        Block(title="Q4 review", sends=["Summarise the side letter", "And the \x00 capital call"]),
+        api_key=KEY,
+        base_url=emulator.url,
+        cache=location,
+    )
+    s = outcome.session
+    assert s is not None and s.ended
     server = emulator.history(KEY, s.session_id)
     with HistoryCache(location, readonly=True) as cache:
         assert [e.id for e in cache.history(s.session_id)] == [e["id"] for e in server]

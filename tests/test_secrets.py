@@ -41,6 +41,7 @@ from pdffillr_sessions import (
 from pdffillr_sessions._secret import Secret
 from pdffillr_sessions.cli import main as cli
 from pdffillr_sessions.emulator import Emulator, Fault
+from tests._blocks import KINDS, Block, run_block
 
 
 def test_no_cassette_holds_a_key() -> None:
@@ -518,6 +519,38 @@ def test_no_frame_local_holds_the_key_when_a_call_fails(tmp_path: Path) -> None:
         assert CANARY not in str(getattr(exc, "request_id", None))
     assert "<redacted>" in str(failures[0])
     assert "<redacted>" in failures[0].request_id  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_no_frame_local_holds_the_key_when_a_session_block_fails(kind: str, tmp_path: Path) -> None:
+    """A with-block whose create, then whose end, is refused by a server echoing the key: the
+    failures pass through the lifecycle's frames (``Session``'s and ``AsyncSession``'s)."""
+    failures: list[BaseException] = []
+    key = Secret.of(CANARY)  # (the test helper's frames hold what they are given)
+    with Emulator() as emu:
+        emu.add_fault(_echo_fault(401, method="POST", path="/sessions$"))
+        create = run_block(
+            kind,
+            Block(),
+            api_key=key,
+            base_url=emu.url,
+            cache=tmp_path / "a.db",
+            catch=Exception,
+        )
+        emu.add_fault(_echo_fault(503, method="POST", path="/end$", times=3))
+        end = run_block(
+            kind,
+            Block(sends=["hello"]),
+            api_key=key,
+            base_url=emu.url,
+            cache=tmp_path / "b.db",
+            catch=Exception,
+        )
+    failures += [e for e in (create.error, end.error) if e is not None]
+    assert [type(e).__name__ for e in failures] == ["AuthenticationError", "InternalServerError"]
+    for exc in failures:
+        assert leaks(exc) == [], type(exc)
+    assert end.session is not None and CANARY not in repr(end.session)
 
 
 def test_pytest_showlocals_never_prints_the_key(tmp_path: Path) -> None:
