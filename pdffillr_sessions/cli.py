@@ -289,24 +289,27 @@ def main() -> None:
     `end` use the key in $PDFFILLR_API_KEY and the server in $PDFFILLR_BASE_URL.
     PDFFILLR_LOG=info (or debug) shows the library's log, retries included, on stderr.
     """
-    _show_the_librarys_warnings()
+    _show_the_librarys_warnings(click.get_current_context())
 
 
-def _show_the_librarys_warnings() -> None:
+def _show_the_librarys_warnings(ctx: click.Context) -> None:
     """The library warns on its logger (a cache others can read that cannot be made
-    private, a history it could not mirror), which has only a ``NullHandler``: on the command
-    line those are ``Warning: ...`` lines on stderr. ``PDFFILLR_LOG``, when set, shows them
-    (and more) its own way instead."""
+    private, a history it could not mirror), which has only a ``NullHandler``: while a command
+    runs, those are ``Warning: ...`` lines on stderr. The handler goes when the command ends,
+    so that a program running the command line in its own process (a test runner) is left with
+    the logger it had. ``PDFFILLR_LOG``, when set, shows them (and more) its own way instead."""
     logger = logging.getLogger(LOGGER_NAME)
     if env_level() is not None or any(type(h) is _WarningHandler for h in logger.handlers):
         return
     handler = _WarningHandler(logging.WARNING)
     handler.setFormatter(out.LogFormatter())
     logger.addHandler(handler)
+    ctx.call_on_close(lambda: logger.removeHandler(handler))
 
 
 class _WarningHandler(StderrHandler):
-    """The handler ``_show_the_librarys_warnings`` adds (found again: never added twice)."""
+    """The handler ``_show_the_librarys_warnings`` adds (never twice: a command run inside
+    another, as click's ``CliRunner`` may, finds it there)."""
 
 
 @main.command()
