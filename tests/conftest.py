@@ -18,6 +18,10 @@ from typing import Any
 
 import pytest
 
+# Read when the package is first imported (at collection, before any fixture runs): a developer's
+# PDFFILLR_LOG would put the package's log on every test's stderr.
+os.environ.pop("PDFFILLR_LOG", None)
+
 ROOT = Path(__file__).resolve().parent.parent
 CASSETTE_KEY = "sk_cassette_0123456789abcdefSECRET"
 CASSETTE_PORT = 18765
