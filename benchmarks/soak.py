@@ -2,12 +2,15 @@
 
     python benchmarks/soak.py                        # 200 blocks, 3 messages each, 20 % faults
     python benchmarks/soak.py --blocks 2000 --fault-rate 0.3 --seed 7 --json
+    python benchmarks/soak.py --async --concurrency 8  # AsyncSession blocks, 8 at a time
 
 Every request the emulator receives has a ``--fault-rate`` chance of a random fault (429, 500,
 502, 503, a connection dropped before or after the server acted, a truncated body). Each block
 opens a session, sends ``--messages`` messages (every ``--attach-every``-th block also attaches
 a document, every ``--raise-every``-th block raises an exception of its own after its sends),
 then the with-block ends it. The client retries up to ``--max-retries`` times and never sleeps.
+The blocks are ``with Session(...)`` blocks, one after another, or with ``--async``
+``async with AsyncSession(...)`` blocks, ``--concurrency`` of them at a time in one event loop.
 
 A block that still fails is counted, then a reap-equivalent step (``pdffillr-sessions reap
 --older-than 0 --include-live`` with the faults switched off) ends whatever is left. The
@@ -25,6 +28,7 @@ Exit status 1 if any of leaked, duplicates, missing, extra is not 0.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import logging
 import sys
@@ -32,7 +36,7 @@ import tempfile
 import time
 from collections import Counter
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 KEY = "sk_soak_SECRET_0d1e2f"
 
@@ -52,42 +56,35 @@ def run_soak(
     raise_every: int = 25,
     db: Path | str | None = None,
     sync_after: bool = False,
+    kind: str = "sync",
+    concurrency: int = 1,
 ) -> dict[str, Any]:
     """Run the soak and return its figures (see the module docstring)."""
     from click.testing import CliRunner
 
-    from pdffillr_sessions import HistoryCache, PdffillrClient, PdffillrError, Session
+    from pdffillr_sessions import HistoryCache
     from pdffillr_sessions.cli import main
     from pdffillr_sessions.emulator import Emulator
 
+    if kind not in ("sync", "async") or (kind == "sync" and concurrency != 1):
+        raise ValueError("kind is sync (one block at a time) or async (any concurrency)")
     tmp: tempfile.TemporaryDirectory[str] | None = None
     if db is None:
         tmp = tempfile.TemporaryDirectory(prefix="pdffillr-soak-")
         db = Path(tmp.name) / "history.db"
     started = time.perf_counter()
-    failed_blocks: list[str] = []
-    block_errors = 0
+    plans = [_plan(i, messages, attach_every, raise_every) for i in range(blocks)]
     try:
         with Emulator(port=0, fault_rate=fault_rate, seed=seed) as emu:
-            with (
-                PdffillrClient(
-                    KEY, base_url=emu.url, max_retries=max_retries, sleep=lambda s: None
-                ) as client,
-                HistoryCache(db, api_key=KEY) as cache,
-            ):
-                for i in range(blocks):
-                    try:
-                        with Session(client, title=f"soak-{i}", cache=cache) as s:
-                            for j in range(messages):
-                                s.send(f"soak-{i}-m{j}")
-                            if attach_every and i % attach_every == 0:
-                                s.attach(file=b"%PDF-1.7 soak", filename=f"soak-{i}.pdf")
-                            if raise_every and i % raise_every == raise_every - 1:
-                                raise _BlockError(f"block {i} failed on its own")
-                    except _BlockError:
-                        block_errors += 1
-                    except PdffillrError as exc:
-                        failed_blocks.append(f"soak-{i}: {type(exc).__name__}: {exc}")
+            with HistoryCache(db, api_key=KEY) as cache:
+                if kind == "sync":
+                    outcomes = _sync_blocks(emu.url, cache, plans, max_retries)
+                else:
+                    outcomes = asyncio.run(
+                        _async_blocks(emu.url, cache, plans, max_retries, concurrency)
+                    )
+            block_errors = outcomes.count(None)
+            failed_blocks = [o for o in outcomes if o]
             stats_before_reap = emu.stats
             active_before_reap = stats_before_reap["sessions_active"]
 
@@ -135,6 +132,8 @@ def run_soak(
         if tmp is not None:
             tmp.cleanup()
     return {
+        "kind": kind,
+        "concurrency": concurrency,
         "seed": seed,
         "blocks": blocks,
         "messages_per_block": messages,
@@ -164,6 +163,82 @@ def run_soak(
     }
 
 
+class _Plan(NamedTuple):
+    """One block: its title, what it sends and attaches, and whether it raises its own error."""
+
+    title: str
+    sends: list[str]
+    attach: str | None
+    raises: bool
+
+
+def _plan(i: int, messages: int, attach_every: int, raise_every: int) -> _Plan:
+    return _Plan(
+        title=f"soak-{i}",
+        sends=[f"soak-{i}-m{j}" for j in range(messages)],
+        attach=f"soak-{i}.pdf" if attach_every and i % attach_every == 0 else None,
+        raises=bool(raise_every) and i % raise_every == raise_every - 1,
+    )
+
+
+def _sync_blocks(url: str, cache: Any, plans: list[_Plan], max_retries: int) -> list[str | None]:
+    """Each block with ``Session``; per block: None (it raised its own error), "" (it
+    succeeded) or the library error that stopped it."""
+    from pdffillr_sessions import PdffillrClient, PdffillrError, Session
+
+    outcomes: list[str | None] = []
+    with PdffillrClient(KEY, base_url=url, max_retries=max_retries, sleep=lambda s: None) as client:
+        for plan in plans:
+            try:
+                with Session(client, title=plan.title, cache=cache) as s:
+                    for text in plan.sends:
+                        s.send(text)
+                    if plan.attach:
+                        s.attach(file=b"%PDF-1.7 soak", filename=plan.attach)
+                    if plan.raises:
+                        raise _BlockError(f"{plan.title} failed on its own")
+            except _BlockError:
+                outcomes.append(None)
+            except PdffillrError as exc:
+                outcomes.append(f"{plan.title}: {type(exc).__name__}: {exc}")
+            else:
+                outcomes.append("")
+    return outcomes
+
+
+async def _async_blocks(
+    url: str, cache: Any, plans: list[_Plan], max_retries: int, concurrency: int
+) -> list[str | None]:
+    """The same blocks with ``AsyncSession``, ``concurrency`` at a time in one event loop."""
+    from pdffillr_sessions import AsyncPdffillrClient, AsyncSession, PdffillrError
+
+    async def no_sleep(seconds: float) -> None:
+        return None
+
+    slots = asyncio.Semaphore(concurrency)
+    async with AsyncPdffillrClient(
+        KEY, base_url=url, max_retries=max_retries, sleep=no_sleep
+    ) as client:
+
+        async def one(plan: _Plan) -> str | None:
+            async with slots:
+                try:
+                    async with AsyncSession(client, title=plan.title, cache=cache) as s:
+                        for text in plan.sends:
+                            await s.send(text)
+                        if plan.attach:
+                            await s.attach(file=b"%PDF-1.7 soak", filename=plan.attach)
+                        if plan.raises:
+                            raise _BlockError(f"{plan.title} failed on its own")
+                except _BlockError:
+                    return None
+                except PdffillrError as exc:
+                    return f"{plan.title}: {type(exc).__name__}: {exc}"
+                return ""
+
+        return list(await asyncio.gather(*(one(plan) for plan in plans)))
+
+
 def _missing(emu: Any, db: Path | str) -> int:
     from pdffillr_sessions import HistoryCache
 
@@ -175,10 +250,15 @@ def _missing(emu: Any, db: Path | str) -> int:
     return total
 
 
+_KIND_NAMES = {"sync": "Session", "async": "AsyncSession"}
+
+
 def format_figures(f: dict[str, Any]) -> str:
     kinds = ", ".join(f"{k}: {n}" for k, n in f["faults_by_kind"].items())
     lines = [
-        f"soak seed={f['seed']}: {f['blocks']} with-blocks x {f['messages_per_block']} messages, "
+        f"soak seed={f['seed']}: {f['blocks']} {_KIND_NAMES[f['kind']]} blocks"
+        + (f" ({f['concurrency']} at a time)" if f["concurrency"] > 1 else "")
+        + f" x {f['messages_per_block']} messages, "
         f"fault rate {f['fault_rate']:.0%}, max_retries {f['max_retries']}, {f['seconds']} s",
         f"  requests made        {f['requests']}",
         f"  faults injected      {f['faults_injected']} ({kinds})",
@@ -233,6 +313,10 @@ def main(argv: list[str] | None = None) -> int:
         default=None,
         help="keep the cache here: a file, or a postgresql:// URL (default: a temporary file)",
     )
+    p.add_argument("--async", dest="kind", action="store_const", const="async", default="sync")
+    p.add_argument(
+        "--concurrency", type=int, default=1, help="with --async: blocks at a time (default 1)"
+    )
     p.add_argument("--json", action="store_true")
     p.add_argument("-v", "--verbose", action="store_true", help="log every retry (stderr)")
     args = p.parse_args(argv)
@@ -251,6 +335,8 @@ def main(argv: list[str] | None = None) -> int:
             raise_every=args.raise_every,
             db=args.db,
             sync_after=args.sync_after,
+            kind=args.kind,
+            concurrency=args.concurrency,
         )
         print(json.dumps(figures) if args.json else format_figures(figures), flush=True)
         all_ok = all_ok and ok(figures)

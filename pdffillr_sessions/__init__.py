@@ -1,11 +1,13 @@
 """pdffillr-sessions: a Python client for the Pdffillr chat-sessions API.
 
-``with Session(client, title=...) as s:`` opens a session and always ends it; retries never
-duplicate a create or a send; every history is mirrored into a local SQLite cache readable offline.
+``with Session(client, title=...) as s:`` (or ``async with AsyncSession(...)``) opens a session
+and always ends it; retries never duplicate a create or a send; every history is mirrored into a
+local SQLite cache readable offline.
 
 Errors and models import eagerly (they are light). The client, the session wrapper, the cache
 and the operations (``sync``, ``reap``, ``end_sessions``) are imported on first use, so that the
-offline command line never pays for httpx or tenacity.
+offline command line never pays for httpx or tenacity. The package logger stays silent unless
+the application configures logging or sets ``PDFFILLR_LOG=info|debug`` (``_logging``).
 """
 
 from __future__ import annotations
@@ -37,11 +39,16 @@ from ._exceptions import (
     SessionStateError,
     Terminated,
 )
+from ._logging import setup_logging
 from ._models import HistoryEntry, SessionInfo
 from ._version import __version__
 
+setup_logging()  # a NullHandler on our logger; PDFFILLR_LOG=info|debug turns it on (stderr)
+
 if TYPE_CHECKING:
     from ._async_client import AsyncPdffillrClient
+    from ._async_session import AsyncSession
+    from ._async_sync import async_sync
     from ._client import PdffillrClient
     from ._config import Timeout
     from ._end import EndOutcome, EndReport, end_sessions
@@ -54,6 +61,8 @@ if TYPE_CHECKING:
 
 _LAZY = {
     "AsyncPdffillrClient": "._async_client",
+    "AsyncSession": "._async_session",
+    "async_sync": "._async_sync",
     "PdffillrClient": "._client",
     "RetryPolicy": "._retry",
     "Secret": "._secret",
@@ -80,6 +89,7 @@ __all__ = [
     "APIStatusError",
     "APITimeoutError",
     "AsyncPdffillrClient",
+    "AsyncSession",
     "AuthenticationError",
     "BadRequestError",
     "CacheAuthenticationError",
@@ -118,6 +128,7 @@ __all__ = [
     "Terminated",
     "Timeout",
     "__version__",
+    "async_sync",
     "end_sessions",
     "reap",
     "sync",

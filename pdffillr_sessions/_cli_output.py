@@ -7,12 +7,17 @@ cells are made visible, and the ``--json`` shapes (their keys) are stable.
 
 from __future__ import annotations
 
+import csv
+import io
 import json
+import logging
+import os
 import re
 import sys
+import unicodedata
 import uuid
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from datetime import datetime, timedelta
+from datetime import UTC, datetime
 from typing import IO, TYPE_CHECKING, Any
 
 import attrs
@@ -53,7 +58,7 @@ def terminal_safe(text: str) -> str:
     return _TERMINAL_UNSAFE.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
 
 
-def _is_terminal(stream: object) -> bool:
+def is_terminal(stream: object) -> bool:
     try:
         return bool(getattr(stream, "isatty", lambda: False)())
     except (ValueError, OSError):  # closed or odd streams
@@ -66,7 +71,7 @@ def write(text: str, stream: IO[bytes] | None = None) -> None:
     On a terminal, text is made ``terminal_safe`` first: output meant for a file or a pipe is
     written exactly, output meant for eyes cannot be turned against them.
     """
-    if _is_terminal(stream if stream is not None else sys.stdout):
+    if is_terminal(stream if stream is not None else sys.stdout):
         text = terminal_safe(text)
     data = text.encode("utf-8", errors="backslashreplace")
     if stream is not None:
@@ -164,6 +169,51 @@ def json_document(head: Mapping[str, Any], entries: Iterable[HistoryEntry]) -> I
     yield after + "\n"
 
 
+#: How a listing can be printed, as sqlite-utils spells them (``-t/--table`` is the default).
+LISTING_FORMATS = ("table", "json", "nl", "csv", "tsv")
+
+
+def _delimited_value(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, dict | list):
+        return dumps(value)
+    return str(value)
+
+
+def delimited(
+    items: Sequence[Mapping[str, Any]], fields: Sequence[str], *, delimiter: str, headers: bool
+) -> str:
+    """CSV (``,``) or TSV (tab) with the keys of ``--json`` as columns, as sqlite-utils writes
+    them: text exactly, quoted where it must be (a value with a newline stays one field),
+    None as an empty field, a list or object as its JSON."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, delimiter=delimiter, lineterminator="\n")
+    if headers:
+        writer.writerow(fields)
+    for item in items:
+        writer.writerow([_delimited_value(item.get(f)) for f in fields])
+    return buffer.getvalue()
+
+
+def emit_listing(
+    fmt: str,
+    items: Sequence[Mapping[str, Any]],
+    fields: Sequence[str],
+    table_text: Any,
+    *,
+    headers: bool = True,
+) -> None:
+    """Print a listing as ``fmt`` (``LISTING_FORMATS``); ``table_text`` makes the table (only
+    called for one)."""
+    if fmt in ("json", "nl"):
+        emit_json(list(items), nl=fmt == "nl")
+    elif fmt in ("csv", "tsv"):
+        write(delimited(items, fields, delimiter="," if fmt == "csv" else "\t", headers=headers))
+    else:
+        write(table_text())
+
+
 # -- cells and tables --------------------------------------------------------------------------
 
 
@@ -173,31 +223,136 @@ def visible(text: str) -> str:
     return escape_controls(text)
 
 
+def char_width(ch: str) -> int:
+    """Columns a character takes on a terminal: 0 for combining marks and zero-width
+    formatting, 2 for East Asian wide and full-width ones (most emoji), else 1."""
+    if unicodedata.combining(ch) or unicodedata.category(ch) in ("Mn", "Me", "Cf"):
+        return 0
+    return 2 if unicodedata.east_asian_width(ch) in ("W", "F") else 1
+
+
+def display_width(text: str) -> int:
+    """Columns ``text`` takes on a terminal (``len`` counts an emoji as one)."""
+    if text.isascii():
+        return len(text)
+    return sum(char_width(ch) for ch in text)
+
+
+def truncate(text: str, width: int) -> str:
+    """``text`` cut to ``width`` terminal columns, an ellipsis marking the cut."""
+    if display_width(text) <= width:
+        return text
+    if width <= 0:
+        return ""
+    kept, used = [], 0
+    for ch in text:
+        w = char_width(ch)
+        if used + w > width - 1:
+            break
+        kept.append(ch)
+        used += w
+    return "".join(kept) + "…"
+
+
 def cell(value: Any, width: int | None = None) -> str:
     """One table cell: one line, control characters made visible, cut to ``width``."""
     if value is None:
         return ""
     text = str(value).replace("\r\n", " ").replace("\n", " ").replace("\t", " ")
     text = visible(text)
-    if width is not None and len(text) > width:
-        text = text[: max(width - 1, 0)] + "…"
-    return text
+    return text if width is None else truncate(text, width)
 
 
-def table(headers: Sequence[str], rows: Iterable[Sequence[str]]) -> str:
-    rows = [list(r) for r in rows]
-    widths = [len(h) for h in headers]
+@attrs.frozen
+class Column:
+    """A table column. ``shrink`` (a width) lets its cells be cut, with an ellipsis, down to
+    that many columns when the table is wider than the terminal; ``drop`` (a rank, lowest
+    first) lets it go when cutting is not enough. A column with neither is never cut: an id
+    is shown whole, or it could not be pasted into ``show``."""
+
+    header: str
+    shrink: int | None = None
+    drop: int | None = None
+
+
+def _widths(columns: Sequence[Column], rows: list[list[str]]) -> list[int]:
+    widths = [display_width(c.header) for c in columns]
     for r in rows:
         for i, c in enumerate(r):
-            widths[i] = max(widths[i], len(c))
-    lines = ["  ".join(h.ljust(widths[i]) for i, h in enumerate(headers)).rstrip()]
-    lines.append("  ".join("-" * w for w in widths))
-    lines.extend("  ".join(c.ljust(widths[i]) for i, c in enumerate(r)).rstrip() for r in rows)
+            widths[i] = max(widths[i], display_width(c))
+    return widths
+
+
+def _fit(columns: Sequence[Column], widths: list[int], width: int) -> list[int]:
+    """Cut the shrinkable column with the most room above its floor by one column of text
+    until the table fits (or none can be cut further): a long title and a long match give up
+    about as much as each other, and a short one is left alone."""
+    widths = list(widths)
+    floors = [
+        max(c.shrink, display_width(c.header)) if c.shrink is not None else w
+        for c, w in zip(columns, widths, strict=True)
+    ]
+    excess = sum(widths) + 2 * (len(widths) - 1) - width
+    while excess > 0:
+        room = [(widths[i] - floors[i], i) for i in range(len(widths)) if widths[i] > floors[i]]
+        if not room:
+            break
+        _, roomiest = max(room)
+        widths[roomiest] -= 1
+        excess -= 1
+    return widths
+
+
+def table(
+    headers: Sequence[str | Column], rows: Iterable[Sequence[str]], width: int | None = None
+) -> str:
+    """A plain-text table. With ``width`` (the terminal's), it fits: shrinkable columns are
+    cut with an ellipsis, then droppable ones dropped, lowest ``drop`` first."""
+    columns = [h if isinstance(h, Column) else Column(h) for h in headers]
+    table_rows = [list(r) for r in rows]
+    widths = _widths(columns, table_rows)
+    if width is not None:
+        order = sorted((c.drop, i) for i, c in enumerate(columns) if c.drop is not None)
+        fitted = _fit(columns, widths, width)
+        while sum(fitted) + 2 * (len(fitted) - 1) > width and order:
+            _, gone = order.pop(0)
+            keep = [i for i in range(len(columns)) if i != gone]
+            order = [(d, keep.index(i)) for d, i in order]
+            columns = [columns[i] for i in keep]
+            table_rows = [[r[i] for i in keep] for r in table_rows]
+            widths = [widths[i] for i in keep]
+            fitted = _fit(columns, widths, width)
+        widths = fitted
+
+    def line(cells: Sequence[str]) -> str:
+        padded = []
+        for c, w in zip(cells, widths, strict=True):
+            c = truncate(c, w)
+            padded.append(c + " " * (w - display_width(c)))
+        return "  ".join(padded).rstrip()
+
+    lines = [line([c.header for c in columns]), "  ".join("-" * w for w in widths)]
+    lines.extend(line(r) for r in table_rows)
     return "\n".join(lines) + "\n"
 
 
+def terminal_width(stream: object) -> int | None:
+    """How many columns output to ``stream`` should fit in: ``$COLUMNS`` when set (so it can
+    be asked for in a pipe too), else the terminal's when ``stream`` is one, else None (no
+    fitting: a file or a pipe gets whole cells)."""
+    columns = os.environ.get("COLUMNS", "")
+    if columns.isdigit() and int(columns) > 0:
+        return int(columns)
+    if is_terminal(stream):
+        try:
+            return os.get_terminal_size(stream.fileno()).columns  # type: ignore[attr-defined]
+        except (OSError, ValueError, AttributeError):
+            return None
+    return None
+
+
 def iso(value: datetime | str | None) -> str | None:
-    """A timestamp as ISO 8601 text (``Z`` for UTC)."""
+    """A timestamp for JSON, CSV and TSV: ISO 8601 text (``Z`` for UTC)."""
     if value is None:
         return None
     if isinstance(value, datetime):
@@ -207,7 +362,9 @@ def iso(value: datetime | str | None) -> str | None:
 
 
 def short_time(value: datetime | str | None) -> str:
-    """A timestamp for a table: ``2026-01-31 12:00:00`` (+ the offset when not UTC)."""
+    """The one timestamp style of every text meant for people (tables, transcripts, ``stats``,
+    Markdown): ``2026-01-31 12:00:00``, in UTC, to the second. A time with another offset is
+    converted to UTC; one with none is taken as UTC; text that is no timestamp is kept."""
     if value is None:
         return ""
     if isinstance(value, str):
@@ -216,8 +373,8 @@ def short_time(value: datetime | str | None) -> str:
         except ValueError:
             return value
         value = moment
-    if value.tzinfo is not None and value.utcoffset() != timedelta(0):
-        return value.isoformat(sep=" ", timespec="seconds")
+    if value.tzinfo is not None:
+        value = value.astimezone(UTC)
     return value.replace(tzinfo=None).isoformat(sep=" ", timespec="seconds")
 
 
@@ -354,9 +511,54 @@ def end_dict(report: EndReport) -> dict[str, Any]:
 # -- readable text -----------------------------------------------------------------------------
 
 
-def sessions_table(found: Sequence[CachedSession]) -> str:
-    rows = [
-        (
+SESSION_FIELDS = (
+    "session_id",
+    "title",
+    "status",
+    "message_count",
+    "entry_count",
+    "created_at",
+    "ended_at",
+    "scope",
+    "local_state",
+    "local_error",
+    "opened_at",
+    "synced_at",
+)
+HIT_FIELDS = (
+    "session_id",
+    "session_title",
+    "entry_id",
+    "type",
+    "role",
+    "created_at",
+    "score",
+    "snippet",
+    "content",
+)
+
+
+def sessions_table(found: Sequence[CachedSession], width: int | None = None) -> str:
+    """The sessions as a table that fits ``width``: the title is cut first, then CREATED and
+    ENTRIES go. SCOPE is shown only when the sessions are of more than one key, LOCAL only
+    when some session has a local state: a column that says the same on every row says
+    nothing."""
+    columns = [
+        Column("ID"),
+        Column("TITLE", shrink=10),
+        Column("STATUS"),
+        Column("ENTRIES", drop=2),
+        Column("CREATED", drop=1),
+    ]
+    show_scope = len({s.scope for s in found}) > 1
+    show_local = any(local_label(s.local_state) for s in found)
+    if show_scope:
+        columns.append(Column("SCOPE", drop=3))
+    if show_local:
+        columns.append(Column("LOCAL", drop=4))
+    rows = []
+    for s in found:
+        row = [
             cell(s.session_id),
             cell(s.title, 40),
             cell(s.status),
@@ -366,26 +568,45 @@ def sessions_table(found: Sequence[CachedSession]) -> str:
                 else f"{s.entry_count}/{s.message_count}"
             ),
             cell(short_time(s.created_at)),
-            cell(s.scope),
-            cell(local_label(s.local_state)),
-        )
-        for s in found
+        ]
+        if show_scope:
+            row.append(cell(s.scope))
+        if show_local:
+            row.append(cell(local_label(s.local_state)))
+        rows.append(row)
+    return table(columns, rows, width)
+
+
+def hits_table(
+    hits: Sequence[SearchHit],
+    titles: Mapping[str, str | None],
+    width: int | None = None,
+    *,
+    one_session: bool = False,
+) -> str:
+    """Search hits as a table that fits ``width``: the match and the title are cut first,
+    then TITLE, WHEN and WHO go, in that order. With ``one_session`` (``--session``) the
+    session's id and title are the same on every row and are not shown."""
+    columns = [
+        Column("SESSION"),
+        Column("TITLE", shrink=8, drop=1),
+        Column("WHEN", drop=2),
+        Column("WHO", drop=3),
+        Column("MATCH", shrink=24),
     ]
-    return table(("ID", "TITLE", "STATUS", "ENTRIES", "CREATED", "SCOPE", "LOCAL"), rows)
-
-
-def hits_table(hits: Sequence[SearchHit], titles: Mapping[str, str | None]) -> str:
     rows = [
-        (
+        [
             cell(hit.entry.session_id),
             cell(titles.get(hit.entry.session_id), 24),
             cell(short_time(entry_time(hit.entry))),
             cell(hit.entry.role or hit.entry.type),
             cell(hit.snippet, 70),
-        )
+        ]
         for hit in hits
     ]
-    return table(("SESSION", "TITLE", "WHEN", "WHO", "MATCH"), rows)
+    if one_session:
+        columns, rows = columns[2:], [r[2:] for r in rows]
+    return table(columns, rows, width)
 
 
 def document_summary(doc: Mapping[str, Any]) -> str:
@@ -461,11 +682,11 @@ def markdown_lines(s: CachedSession, entries: Iterable[HistoryEntry], count: int
     yield ""
     yield f"- Session: `{s.session_id}`"
     yield f"- Status: {s.status}"
-    yield f"- Created: {iso(s.created_at)}"
+    yield f"- Created: {short_time(s.created_at)}"
     yield f"- Entries: {count}"
     yield ""
     for e in entries:
-        when = entry_time(e)
+        when = short_time(entry_time(e))
         doc = e.document
         if e.type == ENTRY_MESSAGE:
             yield f"## {e.role or 'message'} · {when}"
@@ -491,8 +712,8 @@ def stats_text(stats: CacheStats) -> str:
     ]
     lines += [f"  {cell(k) + ':':<15}{v}" for k, v in stats.sessions_by_status.items()]
     lines.append(f"entries:         {stats.entries}")
-    lines.append(f"oldest:          {stats.oldest_created_at or '-'}")
-    lines.append(f"newest:          {stats.newest_created_at or '-'}")
+    lines.append(f"oldest:          {short_time(stats.oldest_created_at) or '-'}")
+    lines.append(f"newest:          {short_time(stats.newest_created_at) or '-'}")
     lines.append("scopes (API key fingerprints):")
     lines += [
         f"  {cell(k):<17}{v} sessions, {stats.entries_by_scope.get(k, 0)} entries"
@@ -571,3 +792,49 @@ def end_problem(o: EndOutcome) -> str:
     if o.action == "not_found":
         return f"no session {cell(repr(o.session_id))} under this API key"
     return f"could not end {cell(o.session_id)}: {cell(o.detail)}"
+
+
+# -- the sync progress line and the library's warnings -----------------------------------------
+
+PROGRESS_LABEL = "Fetching histories"
+
+
+def progress_line(done: int, total: int, item: str | None, width: int) -> str:
+    """``sync``'s progress as one line narrower than ``width`` (the terminal's), so that the
+    carriage return that redraws it always returns to its start: a line as wide as the
+    terminal wraps, and every redraw then adds a line. The session id is cut first, then the
+    bar, then the label goes; what is left is cut to fit whatever the width."""
+    budget = max(width - 1, 1)
+    counter = f"{done}/{total}"
+    label = PROGRESS_LABEL
+    name = cell(item) if item else ""
+
+    def bar(size: int) -> str:
+        filled = size * done // total if total else size
+        return "[" + "#" * filled + "-" * (size - filled) + "]"
+
+    def compose(label: str, size: int, name: str) -> str:
+        parts = [p for p in (label, bar(size) if size else "", counter, name) if p]
+        return " ".join(parts)
+
+    size = 20
+    fixed = display_width(compose(label, size, ""))
+    if name and fixed + 1 + display_width(name) > budget:
+        name = truncate(name, max(budget - fixed - 1, 12))
+    while display_width(compose(label, size, name)) > budget and size > 5:
+        size -= 1
+    if display_width(compose(label, size, name)) > budget:
+        label = ""
+    if display_width(compose(label, size, name)) > budget:
+        name = truncate(name, max(budget - display_width(compose(label, size, "")) - 1, 0))
+    return truncate(compose(label, size, name).rstrip(), budget)
+
+
+class LogFormatter(logging.Formatter):
+    """The library's warnings on the command line's stderr: ``Warning: ...`` (``Error: ...``
+    for errors), escaped like every other server-chosen or path text on a terminal."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        prefix = "Error" if record.levelno >= logging.ERROR else "Warning"
+        text = f"{prefix}: {record.getMessage()}"
+        return terminal_safe(text) if is_terminal(sys.stderr) else text

@@ -8,22 +8,20 @@ read (``_calls``), what one exchange needs (``_exchange``), what to retry and ho
 from __future__ import annotations
 
 import builtins
-import copy
 import time
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, TypeVar
 
-import attrs
 import httpx
 
 from . import _calls, _deadline, _exchange
 from ._body import DEFAULT_MAX_RESPONSE_BYTES, BodyReader
 from ._calls import Call
 from ._config import Timeout
-from ._exceptions import APIStatusError
 from ._models import HistoryEntry, SessionInfo
-from ._pause import SharedPause
-from ._retry import RetryPolicy, is_retryable, run_with_retries, wait_before_retry
+from ._options import CallSettings, HeaderSet
+from ._pause import hold_for
+from ._retry import RetryPolicy, run_with_retries
 from ._secret import Secret
 from ._settings import ConfiguredClient
 from ._uploads import FileInput
@@ -43,6 +41,11 @@ class PdffillrClient(ConfiguredClient[httpx.Client]):
 
     ``sleep`` replaces ``time.sleep`` between retries: pass ``lambda s: None`` in tests.
     ``max_response_bytes`` caps the decoded size of a response body (see ``_body``).
+    ``default_headers`` are sent on every request; ``http_client`` is an ``httpx.Client`` you
+    built (proxies, ``verify``, event hooks: ``ConfiguredClient._open_http`` says what it
+    keeps). Every call also takes ``timeout``, ``max_retries``, ``extra_headers`` and
+    ``extra_query``, and ``with_options(...)`` gives a copy with other settings sharing the
+    pool, as in openai-python (``_options`` says which headers none of them can set).
     """
 
     def __init__(
@@ -56,9 +59,12 @@ class PdffillrClient(ConfiguredClient[httpx.Client]):
         transport: httpx.BaseTransport | None = None,
         sleep: Callable[[float], None] | None = None,
         max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
+        default_headers: Mapping[str, str] | None = None,
+        http_client: httpx.Client | None = None,
     ) -> None:
         secret = None if api_key is None else Secret.of(api_key)  # no frame below holds the key
-        del api_key
+        headers = HeaderSet.of(default_headers, "default_headers")  # nor a header's value
+        del api_key, default_headers
         super().__init__(
             secret,
             base_url=base_url,
@@ -66,16 +72,22 @@ class PdffillrClient(ConfiguredClient[httpx.Client]):
             max_retries=max_retries,
             retry_policy=retry_policy,
             max_response_bytes=max_response_bytes,
+            default_headers=headers,
         )
         self._sleep = sleep or time.sleep
-        self._pause: SharedPause | None = None
-        self._http = httpx.Client(transport=transport, **self._http_options())
-        self._deadline_pools = _deadline.install(self._http)
+        self._http = self._open_http(http_client, transport, httpx.Client)
+        self._bind_resources()
+
+    def _bind_resources(self) -> None:
         self.sessions = SessionsResource(self)
 
     def close(self) -> None:
-        """Close the connection pool. Idempotent."""
-        self._http.close()
+        """Close the connection pool, if this client opened it (a caller's ``http_client`` is
+        the caller's to close; a ``with_options`` copy shares its original's). Idempotent:
+        a closed client refuses every call (``ClientClosedError``)."""
+        self._closed = True
+        if self._owns_http:
+            self._http.close()
 
     def __enter__(self) -> PdffillrClient:
         return self
@@ -94,6 +106,10 @@ class PdffillrClient(ConfiguredClient[httpx.Client]):
         files: Mapping[str, Any] | None = None,
         idempotent: bool = True,
         idempotency_key: str | None = None,
+        extra_headers: Mapping[str, str] | None = None,
+        extra_query: Mapping[str, object] | None = None,
+        timeout: float | Timeout | None = None,
+        max_retries: int | None = None,
     ) -> httpx.Response:
         """Send one logical request with retries and return its 2xx response.
 
@@ -101,8 +117,13 @@ class PdffillrClient(ConfiguredClient[httpx.Client]):
         the retry loop (or given as ``idempotency_key``), and sent unchanged on every attempt: a
         retry after a lost reply can never create a second session or send a message twice.
         The response's body is decoded, bounded and has the key redacted (see ``_body``).
+        ``extra_headers``, ``extra_query``, ``timeout`` and ``max_retries`` apply to this call
+        only (see ``_options``).
         """
-        response, body = self._send(method, path, json, files, idempotent, idempotency_key)
+        settings = self._call_settings(extra_headers, extra_query, timeout, max_retries)
+        response, body = self._send(
+            method, path, json, files, idempotent, idempotency_key, settings
+        )
         return _exchange.as_response(response, body, self._config.api_key)
 
     def _send(
@@ -113,37 +134,41 @@ class PdffillrClient(ConfiguredClient[httpx.Client]):
         files: Mapping[str, Any] | None,
         idempotent: bool,
         idempotency_key: str | None,
+        settings: CallSettings,
     ) -> tuple[httpx.Response, bytes]:
         """The one I/O loop: the retries of one logical request; (its 2xx response, read and
         closed, and its decoded body)."""
-        _exchange.ensure_open(self._http.is_closed, type(self).__name__)
-        headers = _exchange.idempotency_headers(idempotent, idempotency_key)
-        timeout = self.timeout
+        _exchange.ensure_open(self.closed, type(self).__name__)
+        headers = _exchange.request_headers(settings, idempotent, idempotency_key)
+        timeout = settings.timeout
         deadline = _exchange.deadline_of(timeout, time.monotonic())
         secret = self._config.api_key
+        url = self._config.base_url + path
 
         pause = self._pause
 
         def attempt(number: int) -> tuple[httpx.Response, bytes]:
-            if pause is not None:
+            if pause is not None:  # a pool that backs off together (``_pause``)
                 pause.wait(self._sleep)
             limits = _exchange.attempt_timeout(timeout, deadline, time.monotonic(), method, path)
             try:
                 with _deadline.bound(deadline):
-                    return self._exchange_once(method, path, limits, deadline, json, files, headers)
+                    return self._exchange_once(
+                        method, url, path, limits, deadline, json, files, headers, settings.params
+                    )
             except httpx.TransportError as exc:
                 raise _exchange.transport_error(exc, method, path, secret) from exc
             except BaseException as exc:
                 _exchange.scrub(exc, secret)
                 if pause is not None:
-                    _hold_for(pause, exc, number, self.retry_policy)
+                    hold_for(pause, exc, number, self.retry_policy)
                 raise
 
         return run_with_retries(
             attempt,
             sleep=self._sleep,
             policy=self.retry_policy,
-            max_retries=self.max_retries,
+            max_retries=settings.max_retries,
             describe=f"{method} {path}",
             deadline=deadline,
         )
@@ -151,20 +176,22 @@ class PdffillrClient(ConfiguredClient[httpx.Client]):
     def _exchange_once(
         self,
         method: str,
+        url: str,
         path: str,
         limits: httpx.Timeout,
         deadline: float | None,
         json: Any,
         files: Mapping[str, Any] | None,
-        headers: dict[str, str],
+        headers: _exchange.HeaderPairs,
+        params: _exchange.QueryPairs | None,
     ) -> tuple[httpx.Response, bytes]:
         """One HTTP exchange: send, stream the body through its reader, then the 2xx response
         and its body, or the typed error. Its frame is the only one holding the raw response
         (which may hold an echoed key); ``_send()`` scrubs it from any error that leaves."""
         request = self._http.build_request(
-            method, path, json=json, files=files, headers=headers, timeout=limits
+            method, url, json=json, files=files, headers=headers, params=params, timeout=limits
         )
-        response = self._http.send(request, stream=True)
+        response = self._http.send(request, stream=True, auth=self._auth, follow_redirects=False)
         try:
             reader = _exchange.body_reader(
                 response,
@@ -178,7 +205,15 @@ class PdffillrClient(ConfiguredClient[httpx.Client]):
             response.close()
         return response, _exchange.answer(response, reader, self._config.api_key, method, path)
 
-    def run(self, call: Call[T]) -> T:
+    def run(
+        self,
+        call: Call[T],
+        *,
+        extra_headers: Mapping[str, str] | None = None,
+        extra_query: Mapping[str, object] | None = None,
+        timeout: float | Timeout | None = None,
+        max_retries: int | None = None,
+    ) -> T:
         """Run one ``Call`` (see ``_calls``) through ``request()`` and read its answer."""
         try:
             response = self.request(
@@ -188,36 +223,14 @@ class PdffillrClient(ConfiguredClient[httpx.Client]):
                 files=call.files,
                 idempotent=call.idempotent,
                 idempotency_key=call.idempotency_key,
+                extra_headers=extra_headers,
+                extra_query=extra_query,
+                timeout=timeout,
+                max_retries=max_retries,
             )
         except call.done_on:
             return call.parse(b"")
         return call.parse(response.content)
-
-    def _paced(self, pause: SharedPause) -> PdffillrClient:
-        """This client with every attempt paced by ``pause`` (``_pause``), sharing its
-        connection pool (never close it): how ``sync``'s fetches back off together."""
-        clone = copy.copy(self)
-        clone._pause = pause
-        clone.sessions = SessionsResource(clone)
-        return clone
-
-    def _with_timeout(self, timeout: Timeout) -> PdffillrClient:
-        """This client with other time limits, sharing its connection pool (never close it):
-        how a with-block's exit bounds its final calls whatever the client's own ``Timeout``."""
-        clone = copy.copy(self)
-        clone._config = attrs.evolve(self._config, timeout=timeout)
-        clone.sessions = SessionsResource(clone)
-        return clone
-
-
-def _hold_for(pause: SharedPause, exc: BaseException, number: int, policy: RetryPolicy) -> None:
-    """A 429, or any retryable answer with ``Retry-After``, holds the pool's pause for as long
-    as the retry policy waits before retrying it (its longest backoff when the server says
-    nothing)."""
-    if not isinstance(exc, APIStatusError) or not is_retryable(exc, policy):
-        return
-    if exc.status_code == 429 or exc.retry_after is not None:
-        pause.hold(wait_before_retry(number, exc, policy, 0.0))
 
 
 def _pump(reader: BodyReader, response: httpx.Response) -> None:
@@ -235,36 +248,112 @@ def _pump(reader: BodyReader, response: httpx.Response) -> None:
 
 
 class SessionsResource:
-    """``client.sessions``: the calls of the seed's ``client.sdk.chat.sessions``."""
+    """``client.sessions``: the calls of the seed's ``client.sdk.chat.sessions``.
+
+    Every method also takes, for that call only (as openai-python's methods do):
+    ``timeout`` (a number of seconds or a ``Timeout``; None: the client's), ``max_retries``
+    (None: the client's), ``extra_headers`` and ``extra_query`` (sent after the client's own
+    and ``default_headers``; ``Authorization``, ``Idempotency-Key`` and ``Accept-Encoding``
+    are refused: see ``_options``).
+    """
 
     def __init__(self, client: PdffillrClient) -> None:
         self._client = client
 
     def create(
-        self, title: str | None = None, *, idempotency_key: str | None = None
+        self,
+        title: str | None = None,
+        *,
+        idempotency_key: str | None = None,
+        extra_headers: Mapping[str, str] | None = None,
+        extra_query: Mapping[str, object] | None = None,
+        timeout: float | Timeout | None = None,
+        max_retries: int | None = None,
     ) -> SessionInfo:
         """Open a new, empty session (``POST /v1/sdk/chat/sessions``).
 
         Pass ``idempotency_key`` to make the create replayable: the same key gives back the same
         session instead of a second one (``Session`` records it before sending, for recovery).
         """
-        return self._client.run(_calls.create_call(title, idempotency_key))
+        return self._client.run(
+            _calls.create_call(title, idempotency_key),
+            extra_headers=extra_headers,
+            extra_query=extra_query,
+            timeout=timeout,
+            max_retries=max_retries,
+        )
 
-    def list(self) -> builtins.list[SessionInfo]:
+    def list(
+        self,
+        *,
+        extra_headers: Mapping[str, str] | None = None,
+        extra_query: Mapping[str, object] | None = None,
+        timeout: float | Timeout | None = None,
+        max_retries: int | None = None,
+    ) -> builtins.list[SessionInfo]:
         """Every session under this key, newest first."""
-        return self._client.run(_calls.list_call())
+        return self._client.run(
+            _calls.list_call(),
+            extra_headers=extra_headers,
+            extra_query=extra_query,
+            timeout=timeout,
+            max_retries=max_retries,
+        )
 
-    def end(self, session_id: str) -> None:
+    def end(
+        self,
+        session_id: str,
+        *,
+        extra_headers: Mapping[str, str] | None = None,
+        extra_query: Mapping[str, object] | None = None,
+        timeout: float | Timeout | None = None,
+        max_retries: int | None = None,
+    ) -> None:
         """End the session; ending one that has already ended is not an error."""
-        return self._client.run(_calls.end_call(session_id))
+        return self._client.run(
+            _calls.end_call(session_id),
+            extra_headers=extra_headers,
+            extra_query=extra_query,
+            timeout=timeout,
+            max_retries=max_retries,
+        )
 
-    def messages(self, session_id: str) -> builtins.list[HistoryEntry]:
+    def messages(
+        self,
+        session_id: str,
+        *,
+        extra_headers: Mapping[str, str] | None = None,
+        extra_query: Mapping[str, object] | None = None,
+        timeout: float | Timeout | None = None,
+        max_retries: int | None = None,
+    ) -> builtins.list[HistoryEntry]:
         """The session's whole history, oldest first (allowed on ended sessions too)."""
-        return self._client.run(_calls.messages_call(session_id))
+        return self._client.run(
+            _calls.messages_call(session_id),
+            extra_headers=extra_headers,
+            extra_query=extra_query,
+            timeout=timeout,
+            max_retries=max_retries,
+        )
 
-    def send(self, session_id: str, content: str) -> builtins.list[HistoryEntry]:
+    def send(
+        self,
+        session_id: str,
+        content: str,
+        *,
+        extra_headers: Mapping[str, str] | None = None,
+        extra_query: Mapping[str, object] | None = None,
+        timeout: float | Timeout | None = None,
+        max_retries: int | None = None,
+    ) -> builtins.list[HistoryEntry]:
         """Send a message; returns the entries it appended (the message, the reply, ...)."""
-        return self._client.run(_calls.send_call(session_id, content))
+        return self._client.run(
+            _calls.send_call(session_id, content),
+            extra_headers=extra_headers,
+            extra_query=extra_query,
+            timeout=timeout,
+            max_retries=max_retries,
+        )
 
     def attach(
         self,
@@ -274,10 +363,18 @@ class SessionsResource:
         url: str | None = None,
         filename: str | None = None,
         content_type: str = "application/pdf",
+        extra_headers: Mapping[str, str] | None = None,
+        extra_query: Mapping[str, object] | None = None,
+        timeout: float | Timeout | None = None,
+        max_retries: int | None = None,
     ) -> builtins.list[HistoryEntry]:
         """Attach a document by upload (``file``: a path, bytes or a binary file) or by ``url``."""
         return self._client.run(
             _calls.attach_call(
                 session_id, file=file, url=url, filename=filename, content_type=content_type
-            )
+            ),
+            extra_headers=extra_headers,
+            extra_query=extra_query,
+            timeout=timeout,
+            max_retries=max_retries,
         )

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Generator
+from typing import TYPE_CHECKING
 
 import attrs
 import httpx
@@ -20,7 +21,17 @@ from ._scope import key_scope, server_id
 from ._secret import Secret, redact_in_logs
 from ._version import __version__
 
-__all__ = ["BearerAuth", "ClientConfig", "Timeout", "resolve_config"]
+if TYPE_CHECKING:
+    from ._options import HeaderSet
+
+__all__ = [
+    "BearerAuth",
+    "ClientConfig",
+    "Timeout",
+    "as_timeout",
+    "check_max_retries",
+    "resolve_config",
+]
 
 
 @attrs.frozen
@@ -79,6 +90,9 @@ class ClientConfig:
     retry_policy: RetryPolicy
     #: The largest decoded response body accepted (see ``_body``).
     max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES
+    #: The caller's ``default_headers`` (checked by ``_options.HeaderSet``), sent on every
+    #: request after the client's own. Never in a repr: a value may be a credential.
+    default_headers: tuple[tuple[str, str], ...] = attrs.field(default=(), repr=False)
 
     @property
     def key_scope(self) -> str:
@@ -90,21 +104,55 @@ class ClientConfig:
         return server_id(self.base_url)
 
     @property
-    def headers(self) -> dict[str, str]:
-        """Default headers. No ``Authorization``: ``auth`` writes it on each request.
+    def own_headers(self) -> tuple[tuple[str, str], ...]:
+        """The client's own headers, sent on every request (the caller's ``default_headers``
+        and ``extra_headers`` go after them). No ``Authorization``: ``auth`` writes it on each
+        request.
 
         ``Accept-Encoding`` names only what ``_body`` decodes with a bounded output (a server
         honouring it never sends brotli or zstd, which the body reader refuses).
         """
-        return {
-            "User-Agent": f"pdffillr-sessions/{__version__} httpx/{httpx.__version__}",
-            "Accept": "application/json",
-            "Accept-Encoding": "gzip, deflate",
-        }
+        return _OWN_HEADERS
 
     @property
     def auth(self) -> BearerAuth:
         return BearerAuth(self.api_key)
+
+
+_OWN_HEADERS = (
+    ("User-Agent", f"pdffillr-sessions/{__version__} httpx/{httpx.__version__}"),
+    ("Accept", "application/json"),
+    ("Accept-Encoding", "gzip, deflate"),
+)
+
+
+def as_timeout(timeout: object) -> Timeout:
+    """A ``timeout=`` argument as a ``Timeout``, wherever it is given (the constructor,
+    ``with_options``, one call): None is the default, a number is ``Timeout(number)``."""
+    if isinstance(timeout, Timeout):
+        return timeout
+    try:
+        return Timeout() if timeout is None else Timeout(float(timeout))  # type: ignore[arg-type]
+    except (TypeError, ValueError) as exc:
+        raise ConfigurationError(f"timeout must be a positive number of seconds ({exc})") from None
+
+
+def check_max_retries(max_retries: object) -> int:
+    """A ``max_retries=`` argument, wherever it is given: an integer >= 0."""
+    if not isinstance(max_retries, int) or max_retries < 0:
+        raise ConfigurationError("max_retries must be an integer >= 0")
+    return max_retries
+
+
+def check_max_response_bytes(max_response_bytes: object) -> int:
+    """A ``max_response_bytes=`` argument, wherever it is given: an integer >= 1."""
+    if (
+        isinstance(max_response_bytes, bool)
+        or not isinstance(max_response_bytes, int)
+        or max_response_bytes < 1
+    ):
+        raise ConfigurationError("max_response_bytes must be an integer >= 1")
+    return max_response_bytes
 
 
 def resolve_config(
@@ -115,6 +163,7 @@ def resolve_config(
     max_retries: int,
     retry_policy: RetryPolicy | None,
     max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
+    default_headers: HeaderSet | None = None,
 ) -> ClientConfig:
     """Arguments first, then ``PDFFILLR_API_KEY`` / ``PDFFILLR_BASE_URL``, then the defaults.
 
@@ -130,12 +179,7 @@ def resolve_config(
     if secret.problem is not None:
         # A header value must be printable ASCII; the key is never echoed, not even in part.
         raise ConfigurationError(f"The API key is {secret.problem}; its value is not shown.")
-    if (
-        isinstance(max_response_bytes, bool)
-        or not isinstance(max_response_bytes, int)
-        or max_response_bytes < 1
-    ):
-        raise ConfigurationError("max_response_bytes must be an integer >= 1")
+    check_max_response_bytes(max_response_bytes)
     url = base_url or os.environ.get(_contract.ENV_BASE_URL) or _contract.DEFAULT_BASE_URL
     try:
         parsed = httpx.URL(url)
@@ -145,20 +189,45 @@ def resolve_config(
         raise ConfigurationError(f"base_url must be an http(s) URL, got {url!r}")
     if parsed.query or parsed.fragment:
         raise ConfigurationError(f"base_url must not have a query or fragment, got {url!r}")
-    if not isinstance(max_retries, int) or max_retries < 0:
-        raise ConfigurationError("max_retries must be an integer >= 0")
-    if not isinstance(timeout, Timeout):
-        try:
-            timeout = Timeout() if timeout is None else Timeout(float(timeout))
-        except (TypeError, ValueError) as exc:
-            raise ConfigurationError(
-                f"timeout must be a positive number of seconds ({exc})"
-            ) from None
+    if default_headers is not None and default_headers.problem is not None:
+        raise ConfigurationError(default_headers.problem)
     return ClientConfig(
         api_key=secret,
         base_url=str(parsed).rstrip("/"),
-        timeout=timeout,
-        max_retries=max_retries,
+        timeout=as_timeout(timeout),
+        max_retries=check_max_retries(max_retries),
         retry_policy=retry_policy or RetryPolicy(),
         max_response_bytes=max_response_bytes,
+        default_headers=() if default_headers is None else default_headers.pairs,
     )
+
+
+def evolve_config(
+    config: ClientConfig,
+    *,
+    timeout: float | Timeout | None,
+    max_retries: int | None,
+    retry_policy: RetryPolicy | None,
+    max_response_bytes: int | None,
+    default_headers: HeaderSet | None,
+) -> ClientConfig:
+    """``config`` with what ``with_options`` was given (None: unchanged). Default headers are
+    added to the ones the client already has (a name given again replaces its value), as
+    openai-python's ``with_options(default_headers=...)`` does."""
+    if default_headers is not None and default_headers.problem is not None:
+        raise ConfigurationError(default_headers.problem)
+    changes: dict[str, object] = {}
+    if timeout is not None:
+        changes["timeout"] = as_timeout(timeout)
+    if max_retries is not None:
+        changes["max_retries"] = check_max_retries(max_retries)
+    if retry_policy is not None:
+        changes["retry_policy"] = retry_policy
+    if max_response_bytes is not None:
+        changes["max_response_bytes"] = check_max_response_bytes(max_response_bytes)
+    if default_headers:
+        kept = {name.lower() for name, _ in default_headers.pairs}
+        changes["default_headers"] = tuple(
+            (n, v) for n, v in config.default_headers if n.lower() not in kept
+        ) + tuple(default_headers.pairs)
+    return attrs.evolve(config, **changes)  # type: ignore[arg-type]

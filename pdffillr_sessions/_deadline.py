@@ -12,7 +12,8 @@ over a connection another call opened.
 ``clip`` is the one decision (pure); the backends only apply it. ``install`` puts the backends
 into the pools httpx built (its default transport and any proxy mounts): httpx has no public
 argument for a network backend, so this reaches one private attribute per pool, and reports
-whether it could (``tests/test_hostile_server.py`` fails if an httpx upgrade moves it). A transport
+whether it could (``tests/test_hostile_server.py`` fails if an httpx upgrade moves it). The pools
+of a caller's ``http_client`` are wrapped the same way (its proxies' included); a transport
 passed by the caller is left alone; the body reader still checks the deadline between chunks.
 """
 
@@ -186,7 +187,9 @@ def install(http: httpx.Client | httpx.AsyncClient) -> int:
     """Wrap the network backend of every connection pool ``http`` built; returns how many.
 
     0 means the pools were not found (a caller's own transport, or an httpx that moved them):
-    the deadline then holds between body chunks only.
+    the deadline then holds between body chunks only. ``http`` may be a caller's own client
+    (``http_client=``): the wrappers change nothing outside this library's calls, since they
+    clip only while ``bound`` has set a deadline.
     """
     transports: list[Any] = [getattr(http, "_transport", None)]
     transports += list(getattr(http, "_mounts", {}).values())
@@ -194,7 +197,9 @@ def install(http: httpx.Client | httpx.AsyncClient) -> int:
     for transport in transports:
         pool = getattr(transport, "_pool", None)
         backend = getattr(pool, "_network_backend", None)
-        if isinstance(backend, httpcore.NetworkBackend):
+        if isinstance(backend, DeadlineBackend | AsyncDeadlineBackend):
+            wrapped += 1  # a caller's http_client given to two clients: wrapped once
+        elif isinstance(backend, httpcore.NetworkBackend):
             pool._network_backend = DeadlineBackend(backend)  # type: ignore[union-attr]
             wrapped += 1
         elif isinstance(backend, httpcore.AsyncNetworkBackend):

@@ -96,7 +96,13 @@ class APITimeoutError(APIConnectionError):
 
 
 class APIStatusError(PdffillrError):
-    """The server answered with a non-2xx status."""
+    """The server answered with a non-2xx status.
+
+    ``may_have_acted`` is False only when the server surely did not act on any attempt of the
+    call: this answer is a refusal (4xx) and no earlier attempt may have been acted on (none
+    timed out or was cut short after it was sent, none got a 5xx). A create retried after a lost
+    reply and then refused with 429 may well have made its session.
+    """
 
     def __init__(
         self,
@@ -114,6 +120,7 @@ class APIStatusError(PdffillrError):
         self.retry_after = retry_after
         self.message = message
         self.status_code = status_code
+        self.may_have_acted = status_code >= 500  # the retry loop adds earlier attempts
         self.error_type = error_type
         self.request_id = request_id
         self.body = body

@@ -13,7 +13,9 @@ request's headers, and error trackers and ``pytest --showlocals`` print every fr
 
 from __future__ import annotations
 
+import logging
 from contextlib import suppress
+from typing import TYPE_CHECKING
 
 import httpx
 
@@ -30,7 +32,12 @@ from ._exceptions import (
 from ._responses import error_from_response
 from ._secret import Secret
 
+if TYPE_CHECKING:
+    from ._options import CallSettings
+
 __all__ = [
+    "HeaderPairs",
+    "QueryPairs",
     "answer",
     "as_response",
     "attempt_timeout",
@@ -38,9 +45,17 @@ __all__ = [
     "deadline_of",
     "ensure_open",
     "idempotency_headers",
+    "request_headers",
     "scrub",
     "transport_error",
 ]
+
+logger = logging.getLogger("pdffillr_sessions")
+
+#: A request's headers, in order (later ones win, names compared case-insensitively).
+HeaderPairs = tuple[tuple[str, str], ...]
+#: A request's query parameters.
+QueryPairs = tuple[tuple[str, str | int | float], ...]
 
 #: Headers that describe the bytes on the wire, not the decoded body ``answer`` hands back.
 _WIRE_HEADERS_BYTES = frozenset({b"content-encoding", b"content-length", b"transfer-encoding"})
@@ -57,6 +72,18 @@ def idempotency_headers(idempotent: bool, idempotency_key: str | None) -> dict[s
     if idempotent and idempotency_key is None:
         return {}
     return {_contract.IDEMPOTENCY_HEADER: idempotency_key or new_idempotency_key()}
+
+
+def request_headers(
+    settings: CallSettings, idempotent: bool, idempotency_key: str | None
+) -> HeaderPairs:
+    """Every header of a logical call but ``Authorization`` (the auth writes it): the client's,
+    the caller's, and the Idempotency-Key made once before the retry loop (no option can set
+    one: ``_options.RESERVED_HEADERS``)."""
+    extra = idempotency_headers(idempotent, idempotency_key)
+    if not extra:
+        return settings.headers
+    return settings.headers + tuple(extra.items())
 
 
 def deadline_of(timeout: Timeout, now: float) -> float | None:
@@ -105,7 +132,9 @@ def answer(
     """The decoded, bounded, redacted body of a 2xx response; else the typed error.
 
     The body reader's error (over the cap, undecodable, out of time) wins over the status.
+    Logged at DEBUG: the method, the path (never the query) and the status, nothing else.
     """
+    logger.debug("%s %s: HTTP %d", method, path, response.status_code)
     body = secret.redact_bytes(reader.finish())
     if reader.error is not None:
         raise reader.error

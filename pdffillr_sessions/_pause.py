@@ -17,9 +17,12 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
-__all__ = ["SharedPause"]
+from ._exceptions import APIStatusError
+from ._retry import RetryPolicy, is_retryable, wait_before_retry
+
+__all__ = ["SharedPause", "hold_for"]
 
 
 class SharedPause:
@@ -58,3 +61,26 @@ class SharedPause:
             with self._lock:
                 if self._holds == holds:
                     return
+
+    async def wait_async(self, sleep: Callable[[float], Awaitable[None]]) -> None:
+        """``wait`` for an asyncio client (its awaited ``sleep``)."""
+        while True:
+            with self._lock:
+                until, holds = self._until, self._holds
+            delay = until - self._clock()
+            if delay <= 0:
+                return
+            await sleep(delay)
+            with self._lock:
+                if self._holds == holds:
+                    return
+
+
+def hold_for(pause: SharedPause, exc: BaseException, number: int, policy: RetryPolicy) -> None:
+    """After attempt ``number`` failed with ``exc``: a 429, or any retryable answer carrying
+    ``Retry-After``, holds the pool's pause for as long as the retry policy waits before the
+    retry (its longest backoff when the server says nothing); anything else holds nothing."""
+    if not isinstance(exc, APIStatusError) or not is_retryable(exc, policy):
+        return
+    if exc.status_code == 429 or exc.retry_after is not None:
+        pause.hold(wait_before_retry(number, exc, policy, 0.0))

@@ -137,8 +137,10 @@ def tenacity_controls(
 
     At most ``max_retries`` retries follow the first attempt. ``deadline`` is an absolute
     ``clock()`` value: no retry is scheduled whose wait would end past it. Every scheduled retry
-    is logged on the ``pdffillr_sessions`` logger at WARNING. The last error is raised as itself
-    (never wrapped in tenacity's ``RetryError``).
+    is logged on the ``pdffillr_sessions`` logger at INFO, as openai-python logs its retries: a
+    retry that then succeeds is not a problem for anyone to be warned about, and a call that
+    fails for good raises. The last error is raised as itself (never wrapped in tenacity's
+    ``RetryError``).
     """
 
     def wait(state: tenacity.RetryCallState) -> float:
@@ -155,7 +157,7 @@ def tenacity_controls(
 
     def log_retry(state: tenacity.RetryCallState) -> None:
         exc = state.outcome.exception() if state.outcome else None
-        logger.warning(
+        logger.info(
             "%s failed (%s); retry %d of %d in %.2f s",
             describe,
             _short(exc),
@@ -180,6 +182,38 @@ def may_have_reached(exc: BaseException) -> bool:
     return not (isinstance(exc, APIConnectionError) and not exc.request_sent)
 
 
+def may_have_acted(exc: BaseException) -> bool:
+    """Whether the server may have acted on the attempt that failed with ``exc``: it was sent
+    and got no refusal (a timeout or a reset after sending, a 5xx). A 4xx is a refusal; a
+    connection that never opened reached nothing."""
+    if isinstance(exc, APIConnectionError):
+        return exc.request_sent
+    if isinstance(exc, APIStatusError):
+        return exc.status_code >= 500
+    return False
+
+
+@attrs.define
+class AttemptLog:
+    """What the failed attempts of one call may have done upstream, told to its final error:
+    ``APIConnectionError.request_sent`` (some attempt may have reached the server) and
+    ``APIStatusError.may_have_acted`` (some attempt may have been acted on). Both loops keep one.
+    """
+
+    reached: bool = False
+    acted: bool = False
+
+    def failed(self, exc: BaseException) -> None:
+        self.reached = self.reached or may_have_reached(exc)
+        self.acted = self.acted or may_have_acted(exc)
+
+    def tell(self, exc: BaseException) -> None:
+        if isinstance(exc, APIConnectionError):
+            exc.request_sent = exc.request_sent or self.reached
+        elif isinstance(exc, APIStatusError):
+            exc.may_have_acted = exc.may_have_acted or self.acted
+
+
 def needs_retry_loop(exc: Exception, controls: dict[str, Any]) -> bool:
     """Whether a failed FIRST attempt may be retried: only then is tenacity set up at all
     (building and running its state machine costs about as much as a loopback request)."""
@@ -200,7 +234,8 @@ def run_with_retries(
         if not needs_retry_loop(exc, controls):
             raise
         first_error = exc
-    reached = may_have_reached(first_error)
+    attempts = AttemptLog()
+    attempts.failed(first_error)
     try:
         for attempt in tenacity.Retrying(sleep=sleep, **tenacity_controls(**controls)):
             with attempt:
@@ -210,10 +245,10 @@ def run_with_retries(
                 try:
                     return call(number)
                 except Exception as exc:
-                    reached = reached or may_have_reached(exc)
+                    attempts.failed(exc)
                     raise
-    except APIConnectionError as exc:
-        exc.request_sent = exc.request_sent or reached
+    except (APIConnectionError, APIStatusError) as exc:
+        attempts.tell(exc)
         raise
     raise AssertionError("unreachable: tenacity ended without an outcome")  # pragma: no cover
 
@@ -231,7 +266,8 @@ async def run_with_retries_async(
         if not needs_retry_loop(exc, controls):
             raise
         first_error = exc
-    reached = may_have_reached(first_error)
+    attempts = AttemptLog()
+    attempts.failed(first_error)
     try:
         async for attempt in tenacity.AsyncRetrying(sleep=sleep, **tenacity_controls(**controls)):
             with attempt:
@@ -241,10 +277,10 @@ async def run_with_retries_async(
                 try:
                     return await call(number)
                 except Exception as exc:
-                    reached = reached or may_have_reached(exc)
+                    attempts.failed(exc)
                     raise
-    except APIConnectionError as exc:
-        exc.request_sent = exc.request_sent or reached
+    except (APIConnectionError, APIStatusError) as exc:
+        attempts.tell(exc)
         raise
     raise AssertionError("unreachable: tenacity ended without an outcome")  # pragma: no cover
 

@@ -24,6 +24,16 @@ How it combines with the program's own handling:
   lock died with the process).
 * Opt out with ``Session(..., handle_signals=False)``.
 * A child made with ``os.fork()`` gets the previous handlers back: it owns no block.
+
+``AsyncSession`` blocks follow the same policy, with one difference in how the block learns of
+the signal. Their event loop runs in this thread, and an exception raised into it at an
+arbitrary instruction could stop it anywhere; so while an async block is entered the handler
+raises nothing: it cancels the task of every async block still in its body (as
+``asyncio.Runner`` does for Ctrl-C), and each block's exit ends its session, then lets the
+``CancelledError`` propagate. A block already in its exit is not cancelled (it waits, like a
+``Session.__exit__``). When the last block leaves, the signal is raised again as above. A
+``Session`` block inside a coroutine that runs an async block is not interrupted: its task is
+cancelled at its next ``await``. Async blocks whose loop no longer runs count for nothing.
 """
 
 from __future__ import annotations
@@ -36,11 +46,14 @@ import threading
 import weakref
 from collections.abc import Callable
 from types import FrameType
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from ._exceptions import Terminated
 
-__all__ = ["HANDLED_SIGNALS", "Terminated", "defers_signals", "enter", "leave"]
+if TYPE_CHECKING:
+    import asyncio
+
+__all__ = ["HANDLED_SIGNALS", "Terminated", "defers_signals", "enter", "exiting", "leave"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -58,6 +71,12 @@ class _State:
         #: exit (an interrupt on its first line) goes away with its ``Session``, and the next
         #: ``enter``/``leave``, or signal, finds no block and puts the previous handlers back.
         self.blocks: weakref.WeakSet[Any] = weakref.WeakSet()
+        #: The async blocks among them, and the loop each runs in.
+        self.async_blocks: weakref.WeakKeyDictionary[Any, asyncio.AbstractEventLoop] = (
+            weakref.WeakKeyDictionary()
+        )
+        #: The async blocks still in their body, and the task a signal cancels for each.
+        self.tasks: weakref.WeakKeyDictionary[Any, asyncio.Task[Any]] = weakref.WeakKeyDictionary()
         #: signum -> the handler ours replaced, for the signals we took over.
         self.previous: dict[int, Any] = {}
         #: The first signal received and not yet re-raised.
@@ -90,24 +109,51 @@ def _in_deferring_code(frame: FrameType | None) -> bool:
 def _handler(signum: int, frame: FrameType | None) -> None:
     if _state.pending is None:
         _state.pending = signum
-    if not _state.blocks:  # every block was abandoned: behave as if we had never been here
+    running = {loop for loop in _state.async_blocks.values() if loop.is_running()}
+    if running:  # never raise into an event loop: cancel the async blocks' tasks
+        _cancel_async_blocks(signum, running)
+        return
+    if not any(block not in _state.async_blocks for block in _state.blocks):
+        # Every block was abandoned (or waits on a loop that no longer runs): behave as if we
+        # had never been here.
         _restore_and_redeliver()
     elif not _in_deferring_code(frame):
         raise Terminated(signum)
+
+
+def _cancel_async_blocks(signum: int, loops: set[asyncio.AbstractEventLoop]) -> None:
+    """What ``asyncio.Runner`` does for Ctrl-C: cancel the tasks, then wake their loops."""
+    message = (
+        f"{signal.Signals(signum).name} received: the session is ended, then the process exits"
+    )
+    for task in set(_state.tasks.values()):  # nested blocks share a task: cancelled once
+        if not task.done() and task.get_loop() in loops:
+            task.cancel(message)
+    for loop in loops:
+        with contextlib.suppress(RuntimeError):  # closed meanwhile
+            loop.call_soon_threadsafe(_nothing)
+
+
+def _nothing() -> None:
+    """Scheduled only to wake a loop blocked in ``select``."""
 
 
 def _is_main_thread() -> bool:
     return threading.current_thread() is threading.main_thread()
 
 
-def enter(token: object) -> None:
-    """A block starts (in the main thread: take over the default handlers, if not yet done)."""
+def enter(token: object, *, task: asyncio.Task[Any] | None = None) -> None:
+    """A block starts (in the main thread: take over the default handlers, if not yet done).
+    ``task``: an ``AsyncSession`` block's, which a signal cancels while the body runs."""
     if not _is_main_thread():
         return
     try:
         if not _state.blocks and _state.previous:  # left over by an abandoned block
             _restore_and_redeliver()
         _state.blocks.add(token)
+        if task is not None:
+            _state.async_blocks[token] = task.get_loop()
+            _state.tasks[token] = task
         for signum in HANDLED_SIGNALS:
             if signum not in _state.previous and signal.getsignal(signum) is signal.SIG_DFL:
                 _state.previous[signum] = signal.SIG_DFL
@@ -125,12 +171,21 @@ def leave(token: object, *, block_failed: bool) -> None:
     if not _is_main_thread():
         return
     try:
+        _state.tasks.pop(token, None)
+        _state.async_blocks.pop(token, None)
         _state.blocks.discard(token)
     finally:
         if not _state.blocks:
             _restore_and_redeliver()
     if _state.pending is not None and not block_failed:
         raise Terminated(_state.pending)
+
+
+def exiting(token: object) -> None:
+    """An async block's exit starts: a signal no longer cancels its task (its exit ends the
+    session, bounded by the exit's deadlines; the signal waits for ``leave``)."""
+    if _is_main_thread():
+        _state.tasks.pop(token, None)
 
 
 def _put_back() -> None:
@@ -164,6 +219,8 @@ def _after_fork_in_child() -> None:
                 if signal.getsignal(signum) is _handler:
                     signal.signal(signum, previous)
     _state.blocks.clear()
+    _state.async_blocks.clear()
+    _state.tasks.clear()
     _state.previous.clear()
     _state.pending = None
 

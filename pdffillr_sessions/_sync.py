@@ -7,11 +7,14 @@ session last changed, when the cached entries disagree with the server's ``messa
 when their order is provisional (appended by a send, not yet confirmed by a full mirror). Not
 the count alone: a count that lies (0 for a session with entries) must not freeze a session.
 
+What is written, what counts as a failure and what is reported is decided by ``SyncRun``.
 ``sync`` only lists, fetches (up to ``concurrency`` at once, over the client's one connection
 pool) and writes (in the calling thread, one transaction per session, as each history arrives:
 parsing and writing overlap the fetches still in flight). A session that cannot be listed,
 fetched or stored is reported in ``SyncReport.failures`` and skipped; every other session is
 still mirrored. Only a cache that cannot be used at all (``CacheError``) stops it.
+``async_sync`` (``_async_sync``) shares ``plan_sync`` and ``SyncRun``, and differs only in how
+it fetches (tasks) and where it writes (a worker thread, off the event loop).
 
 Less work per entry: a fetched history stays the server's parsed JSON (no ``HistoryEntry`` is
 built) and the cache builds its rows from it, only for the entries it does not hold yet
@@ -44,7 +47,16 @@ if TYPE_CHECKING:
     from ._client import PdffillrClient
     from .cache import CacheArg, CachedSession, HistoryCache
 
-__all__ = ["SyncFailure", "SyncPlan", "SyncProgress", "SyncReport", "plan_sync", "sync"]
+__all__ = [
+    "SyncFailure",
+    "SyncPlan",
+    "SyncProgress",
+    "SyncReport",
+    "SyncRun",
+    "check_sync_arguments",
+    "plan_sync",
+    "sync",
+]
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -170,66 +182,114 @@ def sync(
     mirrored all the same. Rows of another server are never touched: a listed id the cache
     holds for another server is another session, and is left out (ids are the server's own).
     """
-    if cache is False:
-        raise ConfigurationError("sync needs a cache: cache=False turns mirroring off")
-    if not isinstance(concurrency, int) or concurrency < 1:
-        raise ConfigurationError("concurrency must be an integer >= 1")
-    wanted = None if session_ids is None else list(dict.fromkeys(session_ids))
-    all_listed, unreadable = client.run(_calls.lenient_list_call())
-    # A session listed twice is mirrored once, as first listed.
-    all_listed = list({info.session_id: info for info in reversed(all_listed)}.values())[::-1]
-    unreadable_ids = {sid for sid, _ in unreadable if sid is not None}
-    listed = _select(all_listed, wanted, unreadable_ids)
-    failures = [
-        SyncFailure.of(sid, "list", exc)
-        for sid, exc in unreadable
-        if wanted is None or sid in wanted
-    ]
+    check_sync_arguments(cache, concurrency)
+    run = SyncRun(client.run(_calls.lenient_list_call()), session_ids)
     from .cache import open_cache
 
     opened, owned = open_cache(cache, client.key_scope, server=client.server)
     assert opened is not None  # cache is not False
     try:
-        taken = opened.other_servers_session_ids()
-        listed = [info for info in listed if info.session_id not in taken]
-        before = {s.session_id: s for s in opened.sessions()}
-        plan = plan_sync(before, listed)
-        refused = _store_listing(opened, listed, failures)
-        stale = [info for info in plan.stale if info.session_id not in refused]
-        added = fetched = 0
+        stale = run.record_listing(opened)
         paced = client._paced(SharedPause())
-        results = _fetch_all(lambda i: _fetch(paced, i), stale, concurrency)
-        for done, (info, outcome) in enumerate(results, 1):
-            if isinstance(outcome, PdffillrError):
-                failures.append(SyncFailure.of(info.session_id, "fetch", outcome))
-            else:
-                try:
-                    added += opened.mirror_history_json(info.session_id, outcome)
-                    fetched += 1
-                except CacheError:
-                    raise
-                except PdffillrError as exc:
-                    failures.append(SyncFailure.of(info.session_id, "store", exc))
+        for info, outcome in _fetch_all(lambda i: _fetch(paced, i), stale, concurrency):
+            done = run.store(opened, info, outcome)
             if progress is not None:
                 progress(done, len(stale), info.session_id)
     finally:
         if owned:
             opened.close()
-    upstream = {i.session_id for i in all_listed} | unreadable_ids
-    gone = () if wanted is not None else tuple(sorted(set(before) - upstream))
-    return SyncReport(
-        sessions=len(listed),
-        new=len(plan.new),
-        changed=len(plan.changed),
-        unchanged=len(listed) - len(plan.new) - len(plan.changed),
-        histories_fetched=fetched,
-        entries_added=added,
-        not_listed_upstream=gone,
-        failures=tuple(failures),
-    )
+    return run.report()
 
 
-def _fetch(client: PdffillrClient, info: SessionInfo) -> list[Any] | PdffillrError:
+def check_sync_arguments(cache: CacheArg, concurrency: object) -> None:
+    """The arguments ``sync`` and ``async_sync`` refuse before asking the server anything."""
+    if cache is False:
+        raise ConfigurationError("sync needs a cache: cache=False turns mirroring off")
+    if not isinstance(concurrency, int) or concurrency < 1:
+        raise ConfigurationError("concurrency must be an integer >= 1")
+
+
+#: A history as fetched: the server's parsed JSON items (the cache builds its rows from them,
+#: checking those it lacks), or the typed error that kept it from us.
+Fetched = list[Any] | PdffillrError
+
+
+class SyncRun:
+    """One sync's decisions and writes, whatever fetches the histories: which listed sessions
+    to mirror, what the listing records, what each fetched history adds or fails, what the
+    report says. ``sync`` calls it in the calling thread, ``async_sync`` in its writer thread
+    (off the event loop); both only list, fetch, and hand each history to ``store`` as it
+    arrives.
+
+    Made from the server's lenient list (the cache is opened only after the server answered:
+    an unreachable server leaves no new file); ``NotFoundError`` at once for an id asked for
+    that the server does not list at all.
+    """
+
+    def __init__(
+        self,
+        listing: tuple[list[SessionInfo], Sequence[tuple[str | None, PdffillrError]]],
+        session_ids: Iterable[str] | None,
+    ) -> None:
+        all_listed, unreadable = listing
+        self._wanted = None if session_ids is None else list(dict.fromkeys(session_ids))
+        # A session listed twice is mirrored once, as first listed.
+        first = {info.session_id: info for info in reversed(all_listed)}
+        self._all_listed = list(first.values())[::-1]
+        self._unreadable_ids = {sid for sid, _ in unreadable if sid is not None}
+        self._listed = _select(self._all_listed, self._wanted, self._unreadable_ids)
+        self._failures = [
+            SyncFailure.of(sid, "list", exc)
+            for sid, exc in unreadable
+            if self._wanted is None or sid in self._wanted
+        ]
+        self._before: dict[str, CachedSession] = {}
+        self._plan = SyncPlan(new=(), changed=(), stale=())
+        self._added = self._fetched = self._done = 0
+
+    def record_listing(self, cache: HistoryCache) -> list[SessionInfo]:
+        """Record the listed sessions (never an id the cache holds for another server: that is
+        another session) and return those whose history must be fetched."""
+        taken = cache.other_servers_session_ids()
+        self._listed = [info for info in self._listed if info.session_id not in taken]
+        self._before = {s.session_id: s for s in cache.sessions()}
+        self._plan = plan_sync(self._before, self._listed)
+        refused = _store_listing(cache, self._listed, self._failures)
+        return [info for info in self._plan.stale if info.session_id not in refused]
+
+    def store(self, cache: HistoryCache, info: SessionInfo, fetched: Fetched) -> int:
+        """Mirror one fetched history (one transaction), or report why it could not be; only
+        an unusable cache (``CacheError``) stops the sync. Returns how many are done so far."""
+        self._done += 1
+        if isinstance(fetched, PdffillrError):
+            self._failures.append(SyncFailure.of(info.session_id, "fetch", fetched))
+            return self._done
+        try:
+            self._added += cache.mirror_history_json(info.session_id, fetched)
+            self._fetched += 1
+        except CacheError:
+            raise
+        except PdffillrError as exc:
+            self._failures.append(SyncFailure.of(info.session_id, "store", exc))
+        return self._done
+
+    def report(self) -> SyncReport:
+        plan, listed = self._plan, self._listed
+        upstream = {i.session_id for i in self._all_listed} | self._unreadable_ids
+        gone = () if self._wanted is not None else tuple(sorted(set(self._before) - upstream))
+        return SyncReport(
+            sessions=len(listed),
+            new=len(plan.new),
+            changed=len(plan.changed),
+            unchanged=len(listed) - len(plan.new) - len(plan.changed),
+            histories_fetched=self._fetched,
+            entries_added=self._added,
+            not_listed_upstream=gone,
+            failures=tuple(self._failures),
+        )
+
+
+def _fetch(client: PdffillrClient, info: SessionInfo) -> Fetched:
     """The history as the server's parsed JSON items, or the typed error that kept it from us
     (an id like ``..`` included)."""
     try:

@@ -8,15 +8,19 @@ or tenacity either (the client is imported lazily by the online commands ``sync`
 ``end``), so they start fast. ``serve`` shows the same file in Datasette (the ``[web]`` extra),
 read-only too.
 
-Conventions follow ``llm logs`` and ``sqlite-utils``: every command takes ``--db PATH`` (default
-``$PDFFILLR_SESSIONS_DB`` or the user data directory; a ``postgresql://`` URL names a shared
-PostgreSQL history instead of a file), every listing takes ``--json`` (and
-``--nl`` for newline-delimited JSON) besides a readable table. Errors are one ``Error: ...`` line
-on stderr and a non-zero exit status, never a traceback; the API key never appears in output.
+Conventions follow ``llm logs`` and ``sqlite-utils`` (the README's "Conventions" table): every
+command takes ``-d/--database PATH`` (or ``--db``; default ``$PDFFILLR_SESSIONS_DB`` or the user
+data directory; a ``postgresql://`` URL names a shared PostgreSQL history instead of a file),
+every listing takes sqlite-utils' ``-t/--table`` (the default, fitted to the terminal),
+``--json``, ``--nl``, ``--csv`` and ``--tsv``, and ``-n 0`` means all, as in llm. Errors are one
+``Error: ...`` line on stderr and a non-zero exit status, never a traceback; the library's
+warnings are ``Warning: ...`` lines; the API key never appears in output.
 """
 
 from __future__ import annotations
 
+import functools
+import logging
 import os
 import sqlite3
 import sys
@@ -31,6 +35,7 @@ from . import _cli_output as out
 from . import _contract
 from ._durations import parse_duration, parse_since
 from ._exceptions import PdffillrError, one_line
+from ._logging import LOGGER_NAME, StderrHandler, env_level
 from ._paths import default_cache_location
 from ._serve import DEFAULT_PORT
 from ._version import __version__
@@ -129,6 +134,8 @@ class _DbParam(click.ParamType[Any, Any]):
 
 def _db_option(f: F) -> F:
     return click.option(
+        "-d",
+        "--database",
         "--db",
         "db",
         type=_DbParam(),
@@ -144,6 +151,36 @@ def _json_options(f: F) -> F:
         f
     )
     return click.option("--json", "as_json", is_flag=True, help="Output JSON.")(f)
+
+
+def _listing_options(f: F) -> F:
+    """sqlite-utils' output options on a listing: ``-t/--table`` (the default), ``--json``,
+    ``--nl``, ``--csv``, ``--tsv`` and ``--no-headers``. The command gets one ``fmt``."""
+
+    @functools.wraps(f)
+    def command(*args: Any, **kwargs: Any) -> Any:
+        chosen = [name for name in out.LISTING_FORMATS if kwargs.pop(f"as_{name}")]
+        if len(chosen) > 1:
+            raise click.UsageError(f"--{chosen[0]} and --{chosen[1]} cannot be used together")
+        fmt = chosen[0] if chosen else "table"
+        if kwargs["no_headers"] and fmt not in ("csv", "tsv"):
+            raise click.UsageError("--no-headers goes with --csv or --tsv")
+        return f(*args, fmt=fmt, **kwargs)
+
+    command = click.option(
+        "--no-headers", "no_headers", is_flag=True, help="CSV or TSV without the header row."
+    )(command)
+    for flag, name, text in reversed(
+        (
+            ("-t/--table", "as_table", "Output as a table that fits the terminal (the default)."),
+            ("--json", "as_json", "Output JSON: one array."),
+            ("--nl", "as_nl", "Output newline-delimited JSON: one object a line."),
+            ("--csv", "as_csv", "Output CSV, with the keys of --json as columns."),
+            ("--tsv", "as_tsv", "Output TSV, with the keys of --json as columns."),
+        )
+    ):
+        command = click.option(*flag.split("/"), name, is_flag=True, help=text)(command)
+    return command  # type: ignore[return-value]
 
 
 def _base_url_option(f: F) -> F:
@@ -240,16 +277,6 @@ def _make_client(base_url: str | None) -> PdffillrClient:
     return PdffillrClient(base_url=base_url)
 
 
-def _is_tty() -> bool:
-    for stream in (sys.stderr, sys.stdout):
-        try:
-            if stream.isatty():
-                return True
-        except (AttributeError, ValueError):
-            continue
-    return False
-
-
 # -- the group ---------------------------------------------------------------------------------
 
 
@@ -261,7 +288,29 @@ def main() -> None:
     The history cache is written by the library (every Session mirrors into it) and by
     `sync`. The offline commands never write to it and need no API key. `sync`, `reap` and
     `end` use the key in $PDFFILLR_API_KEY and the server in $PDFFILLR_BASE_URL.
+    PDFFILLR_LOG=info (or debug) shows the library's log, retries included, on stderr.
     """
+    _show_the_librarys_warnings(click.get_current_context())
+
+
+def _show_the_librarys_warnings(ctx: click.Context) -> None:
+    """The library warns on its logger (a cache others can read that cannot be made
+    private, a history it could not mirror), which has only a ``NullHandler``: while a command
+    runs, those are ``Warning: ...`` lines on stderr. The handler goes when the command ends,
+    so that a program running the command line in its own process (a test runner) is left with
+    the logger it had. ``PDFFILLR_LOG``, when set, shows them (and more) its own way instead."""
+    logger = logging.getLogger(LOGGER_NAME)
+    if env_level() is not None or any(type(h) is _WarningHandler for h in logger.handlers):
+        return
+    handler = _WarningHandler(logging.WARNING)
+    handler.setFormatter(out.LogFormatter())
+    logger.addHandler(handler)
+    ctx.call_on_close(lambda: logger.removeHandler(handler))
+
+
+class _WarningHandler(StderrHandler):
+    """The handler ``_show_the_librarys_warnings`` adds (never twice: a command run inside
+    another, as click's ``CliRunner`` may, finds it there)."""
 
 
 @main.command()
@@ -279,7 +328,11 @@ def path(db: Path | str | None) -> None:
     help="Only sessions with this server status.",
 )
 @click.option(
-    "-n", "--limit", type=click.IntRange(0, MAX_LIMIT), default=None, help="At most N sessions."
+    "-n",
+    "--limit",
+    type=click.IntRange(0, MAX_LIMIT),
+    default=None,
+    help="At most N sessions (0: all, the default).",
 )
 @click.option(
     "--since",
@@ -288,27 +341,32 @@ def path(db: Path | str | None) -> None:
     callback=_since_callback,
     help="Only sessions created since this ISO date/time (naive = UTC) or duration (7d, 12h).",
 )
-@_json_options
+@_listing_options
 @_db_option
 def sessions(
     status: str | None,
     limit: int | None,
     since: datetime | None,
-    as_json: bool,
-    nl: bool,
+    fmt: str,
+    no_headers: bool,
     db: Path | str | None,
 ) -> None:
     """List the cached sessions, newest first.
 
     LOCAL is what this machine knows beyond the server: "open" (a with-block opened it and has
-    not ended it yet, or was killed) and "end pending" (ending it failed): see `reap`.
+    not ended it yet, or was killed) and "end pending" (ending it failed): see `reap`. The
+    table shows SCOPE (the API key's fingerprint) only when the cache holds more than one
+    key's sessions, and LOCAL only when some session has a local state.
     """
     with _open_readonly(db) as cache:
-        found = cache.sessions(status=status, limit=limit, since=since)
-    if as_json or nl:
-        out.emit_json([out.session_dict(s) for s in found], nl=nl)
-        return
-    out.write(out.sessions_table(found))
+        found = cache.sessions(status=status, limit=limit or None, since=since)
+    out.emit_listing(
+        fmt,
+        [out.session_dict(s) for s in found],
+        out.SESSION_FIELDS,
+        lambda: out.sessions_table(found, out.terminal_width(sys.stdout)),
+        headers=not no_headers,
+    )
 
 
 @main.command()
@@ -336,25 +394,53 @@ def show(session_id: str, as_json: bool, nl: bool, db: Path | str | None) -> Non
 @main.command()
 @click.argument("query")
 @click.option("--session", "session_id", default=None, help="Only in this session.")
-@click.option("-n", "--limit", type=click.IntRange(1, MAX_LIMIT), default=20, show_default=True)
-@_json_options
+@click.option(
+    "-n",
+    "--limit",
+    type=click.IntRange(0, MAX_LIMIT),
+    default=20,
+    show_default=True,
+    help="At most N hits (0: all).",
+)
+@_listing_options
 @_db_option
 def search(
-    query: str, session_id: str | None, limit: int, as_json: bool, nl: bool, db: Path | str | None
+    query: str,
+    session_id: str | None,
+    limit: int,
+    fmt: str,
+    no_headers: bool,
+    db: Path | str | None,
 ) -> None:
-    """Full-text search over every cached history, best match first."""
+    """Full-text search over every cached history, best match first.
+
+    \b
+    The query language of `sqlite-utils search --quote` and Datasette:
+      side letter          both words, anywhere, in any order
+      "side letter"        the phrase: these words next to each other
+      side-letter          the same phrase (a word with punctuation is its words)
+      "side letter" MFN    the phrase and the word
+    Nothing else is syntax: OR, NOT, NEAR, * and ^ are words or punctuation.
+    """
     with _open_readonly(db) as cache:
-        hits = cache.search(query, limit=limit, session_id=session_id)
+        if session_id is not None:
+            _require_session(cache, session_id)
+        hits = cache.search(query, limit=limit or MAX_LIMIT, session_id=session_id)
         titles: dict[str, str | None] = {}
         for hit in hits:
             sid = hit.entry.session_id
             if sid not in titles:
                 found = cache.session(sid)
                 titles[sid] = found.title if found is not None else None
-    if as_json or nl:
-        out.emit_json([out.hit_dict(hit, titles.get(hit.entry.session_id)) for hit in hits], nl=nl)
-        return
-    out.write(out.hits_table(hits, titles))
+    out.emit_listing(
+        fmt,
+        [out.hit_dict(hit, titles.get(hit.entry.session_id)) for hit in hits],
+        out.HIT_FIELDS,
+        lambda: out.hits_table(
+            hits, titles, out.terminal_width(sys.stdout), one_session=session_id is not None
+        ),
+        headers=not no_headers,
+    )
 
 
 @main.command()
@@ -463,25 +549,26 @@ def check(as_json: bool, db: Path | str | None) -> None:
 
 
 class _ProgressBar:
-    """The ``sync`` progress callback, drawing click's bar on stderr once the total is known."""
+    """The ``sync`` progress callback: one line on stderr, redrawn in place, always narrower
+    than the terminal (``_cli_output.progress_line``; click's bar wraps at 80 columns with a
+    session id beside it, and a wrapped line is redrawn as a new one every time)."""
 
     def __init__(self) -> None:
-        self._bar: Any = None
+        self._drawn = 0
 
     def __call__(self, done: int, total: int, session_id: str) -> None:
-        if self._bar is None:
-            self._bar = click.progressbar(
-                length=total,
-                label="Fetching histories",
-                file=sys.stderr,
-                item_show_func=lambda sid: out.cell(sid) if sid is not None else None,
-            )
-            self._bar.__enter__()
-        self._bar.update(1, session_id)
+        width = out.terminal_width(sys.stderr) or 80
+        line = out.progress_line(done, total, session_id, width)
+        shown = out.display_width(line)
+        pad = " " * max(min(self._drawn, width - 1) - shown, 0)  # what the last line left
+        sys.stderr.write("\r" + line + pad)
+        sys.stderr.flush()
+        self._drawn = shown
 
     def close(self) -> None:
-        if self._bar is not None:
-            self._bar.__exit__(None, None, None)
+        if self._drawn:
+            sys.stderr.write("\n")
+            sys.stderr.flush()
 
 
 @main.command()
@@ -514,7 +601,7 @@ def sync(
     """
     from ._sync import sync as sync_cache
 
-    bar = _ProgressBar() if _is_tty() else None
+    bar = _ProgressBar() if out.is_terminal(sys.stderr) else None
     with _make_client(base_url) as client:
         try:
             report = sync_cache(

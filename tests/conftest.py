@@ -18,6 +18,10 @@ from typing import Any
 
 import pytest
 
+# Read when the package is first imported (at collection, before any fixture runs): a developer's
+# PDFFILLR_LOG would put the package's log on every test's stderr.
+os.environ.pop("PDFFILLR_LOG", None)
+
 ROOT = Path(__file__).resolve().parent.parent
 CASSETTE_KEY = "sk_cassette_0123456789abcdefSECRET"
 CASSETTE_PORT = 18765
@@ -27,8 +31,8 @@ REDACTED_AUTH = "Bearer <API_KEY>"
 
 @pytest.fixture(autouse=True)
 def _isolated_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    """No test sees the developer's key, server or cache."""
-    for name in ("PDFFILLR_API_KEY", "PDFFILLR_BASE_URL"):
+    """No test sees the developer's key, server, cache, log switch or terminal width."""
+    for name in ("PDFFILLR_API_KEY", "PDFFILLR_BASE_URL", "PDFFILLR_LOG", "COLUMNS"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("PDFFILLR_SESSIONS_DB", str(tmp_path / "default-cache" / "history.db"))
 

@@ -105,9 +105,10 @@ def test_sessions_table_and_json(filled: dict[str, str], db: Path) -> None:
     table = run("sessions", "--db", str(db))
     assert table.exit_code == 0
     lines = table.stdout.splitlines()
-    assert lines[0].split() == ["ID", "TITLE", "STATUS", "ENTRIES", "CREATED", "SCOPE", "LOCAL"]
+    # One key's sessions, none open or end-pending here: no SCOPE, no LOCAL column.
+    assert lines[0].split() == ["ID", "TITLE", "STATUS", "ENTRIES", "CREATED"]
     assert filled["second"] in lines[2] and filled["first"] in lines[3]  # newest first
-    assert key_scope(KEY) in lines[2]
+    assert key_scope(KEY) not in table.stdout
 
     data = json.loads(run("sessions", "--db", str(db), "--json").stdout)
     assert [s["session_id"] for s in data] == [filled["second"], filled["first"]]

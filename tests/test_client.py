@@ -213,12 +213,12 @@ def test_retry_after_is_slept_and_each_retry_is_logged(caplog: pytest.LogCapture
         httpx.Response(503, headers={"retry-after-ms": "300"}),
         httpx.Response(200, json=[]),
     )
-    caplog.set_level(logging.WARNING, logger="pdffillr_sessions")
+    caplog.set_level(logging.INFO, logger="pdffillr_sessions")
     with make_client(handler, sleep=sleeps.append) as client:
         assert client.sessions.list() == []
     assert sleeps == [2.0, 0.3]
     retries = [r for r in caplog.records if r.name == "pdffillr_sessions"]
-    assert len(retries) == 2
+    assert len(retries) == 2 and {r.levelno for r in retries} == {logging.INFO}
     assert "retry 1 of 2" in retries[0].getMessage()
     assert "RateLimitError" in retries[0].getMessage()
 

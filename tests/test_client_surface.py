@@ -1,10 +1,11 @@
-"""The sync and async clients stay in step: same names, same parameters, same defaults.
+"""The sync and async twins stay in step: same names, same parameters, same defaults.
 
-``PdffillrClient`` / ``AsyncPdffillrClient`` and ``SessionsResource`` / ``AsyncSessionsResource``
-are compared member by member. Every difference between a pair must be listed below (a renamed
-method, an annotation that names the async flavour of a type); anything else, such as a method or
-a parameter added to one client only, fails here. An allowance that no longer matches anything
-fails too, so the lists cannot rot.
+``PdffillrClient`` / ``AsyncPdffillrClient``, ``SessionsResource`` / ``AsyncSessionsResource`` and
+``Session`` / ``AsyncSession`` are compared member by member (the async twin's methods are
+coroutine functions, ``resume`` included; properties are never awaited). Every difference
+between a pair must be listed below (a renamed method, an annotation that names the async
+flavour of a type); anything else, such as a method or a parameter added to one twin only, fails
+here. An allowance that no longer matches anything fails too, so the lists cannot rot.
 """
 
 from __future__ import annotations
@@ -15,13 +16,14 @@ from typing import Any, Generic
 
 import pytest
 
-from pdffillr_sessions import AsyncPdffillrClient, PdffillrClient
+from pdffillr_sessions import AsyncPdffillrClient, AsyncSession, PdffillrClient, Session
 from pdffillr_sessions._async_client import AsyncSessionsResource
 from pdffillr_sessions._client import SessionsResource
 
 PAIRS = [
     pytest.param(PdffillrClient, AsyncPdffillrClient, id="client"),
     pytest.param(SessionsResource, AsyncSessionsResource, id="sessions"),
+    pytest.param(Session, AsyncSession, id="session"),
 ]
 
 # Sync member name -> its async name.
@@ -34,12 +36,20 @@ ALLOWED_ANNOTATIONS: dict[tuple[str, str, str], tuple[str, str]] = {
         "httpx.BaseTransport | None",
         "httpx.AsyncBaseTransport | None",
     ),
+    ("PdffillrClient", "__init__", "http_client"): (
+        "httpx.Client | None",
+        "httpx.AsyncClient | None",
+    ),
     ("PdffillrClient", "__init__", "sleep"): (
         "Callable[[float], None] | None",
         "Callable[[float], Awaitable[None]] | None",
     ),
     ("PdffillrClient", "__enter__", "return"): ("PdffillrClient", "AsyncPdffillrClient"),
     ("SessionsResource", "__init__", "client"): ("PdffillrClient", "AsyncPdffillrClient"),
+    ("Session", "__init__", "client"): ("PdffillrClient", "AsyncPdffillrClient"),
+    ("Session", "resume", "client"): ("PdffillrClient", "AsyncPdffillrClient"),
+    ("Session", "resume", "return"): ("Session", "AsyncSession"),
+    ("Session", "__enter__", "return"): ("Session", "AsyncSession"),
 }
 
 # Public instance attributes whose types differ: (sync class, attribute) -> (sync, async) type.
@@ -47,8 +57,9 @@ ALLOWED_ATTRIBUTE_TYPES: dict[tuple[str, str], tuple[type, type]] = {
     ("PdffillrClient", "sessions"): (SessionsResource, AsyncSessionsResource),
 }
 
-# Async members that are plain functions, not coroutine functions (properties are never awaited).
-NOT_AWAITED = {"__init__", "__repr__"}
+# Async members that are plain functions, not coroutine functions (properties are never awaited;
+# with_options only copies settings, as openai-python's does).
+NOT_AWAITED = {"__init__", "__repr__", "with_options"}
 
 _used_annotations: set[tuple[str, str, str]] = set()
 _used_attributes: set[tuple[str, str]] = set()
@@ -63,7 +74,7 @@ def surface(cls: type) -> dict[str, Any]:
         for name, value in vars(klass).items():
             public = not name.startswith("_")
             dunder = name.startswith("__") and name.endswith("__")
-            method_like = inspect.isfunction(value) or isinstance(value, property)
+            method_like = inspect.isfunction(value) or isinstance(value, property | classmethod)
             if public or (dunder and method_like):
                 found[name] = value
     return found
@@ -112,6 +123,9 @@ def test_same_signatures_and_kinds(sync_cls: type, async_cls: type) -> None:
             assert (async_value.fset is None) == (sync_value.fset is None), where
             assert_same_annotations(sync_cls, name, sync_value.fget, async_value.fget)
             continue
+        if isinstance(sync_value, classmethod):
+            assert isinstance(async_value, classmethod), where
+            sync_value, async_value = sync_value.__func__, async_value.__func__
         assert inspect.isfunction(sync_value) and inspect.isfunction(async_value), where
         assert shape(sync_value) == shape(async_value), where
         assert_same_annotations(sync_cls, name, sync_value, async_value)
@@ -127,6 +141,7 @@ def test_same_public_instance_attributes() -> None:
         instances = [
             (sync_client, async_client),
             (sync_client.sessions, async_client.sessions),
+            (Session(sync_client, cache=False), AsyncSession(async_client, cache=False)),
         ]
         for sync_obj, async_obj in instances:
             sync_attrs = {k: v for k, v in vars(sync_obj).items() if not k.startswith("_")}
@@ -164,3 +179,55 @@ def test_the_surface_covers_the_calls_and_the_loop() -> None:
     assert {"request", "run", "close", "closed", "base_url", "__init__", "__enter__"} <= set(client)
     assert "_http_options" not in client and "__dict__" not in client
     assert {"create", "list", "end", "messages", "send", "attach"} <= set(surface(SessionsResource))
+    session = surface(Session)
+    assert {"resume", "send", "attach", "history", "end", "close", "info", "ended"} <= set(session)
+    assert {"__enter__", "__exit__", "__repr__"} <= set(session) and "_life" not in session
+
+
+#: The per-call options of openai-python's methods, on every call of both clients.
+PER_CALL_OPTIONS = [
+    ("extra_headers", "Mapping[str, str] | None"),
+    ("extra_query", "Mapping[str, object] | None"),
+    ("timeout", "float | Timeout | None"),
+    ("max_retries", "int | None"),
+]
+
+
+@pytest.mark.parametrize("resource", [SessionsResource, AsyncSessionsResource])
+def test_every_call_takes_the_per_call_options(resource: type) -> None:
+    """A method added later without them fails here (the comparisons above only check that
+    the two clients agree, not that the options are there)."""
+    calls = [
+        (name, value)
+        for name, value in surface(resource).items()
+        if not name.startswith("_") and inspect.isfunction(value)
+    ]
+    assert {name for name, _ in calls} == {"create", "list", "end", "messages", "send", "attach"}
+    targets = [*calls, ("request", PdffillrClient.request), ("run", PdffillrClient.run)]
+    for name, func in targets:
+        params = inspect.signature(func).parameters
+        found = [
+            (p.name, p.annotation, p.kind, p.default)
+            for p in params.values()
+            if p.name in dict(PER_CALL_OPTIONS)
+        ]
+        expected = [(o, a, inspect.Parameter.KEYWORD_ONLY, None) for o, a in PER_CALL_OPTIONS]
+        assert found == expected, name
+
+
+def test_with_options_is_one_implementation_returning_the_same_kind_of_client() -> None:
+    assert PdffillrClient.with_options is AsyncPdffillrClient.with_options
+    kwargs: dict[str, Any] = {"api_key": "sk_surface_0123456789", "base_url": "http://surface.test"}
+    sync_client, async_client = PdffillrClient(**kwargs), AsyncPdffillrClient(**kwargs)
+    try:
+        for client, resource in (
+            (sync_client, SessionsResource),
+            (async_client, AsyncSessionsResource),
+        ):
+            copy = client.with_options(timeout=3)
+            assert type(copy) is type(client) and type(copy.sessions) is resource
+            assert copy.sessions._client is copy and copy.timeout.request == 3
+            assert client.timeout.request == 60  # the original is unchanged
+    finally:
+        sync_client.close()
+        asyncio.run(async_client.aclose())

@@ -1,6 +1,8 @@
 """Crash windows: a with-block's process killed (SIGKILL) at each point of its life, then reaped.
 
-Each test runs a real script in a subprocess that SIGKILLs itself at one point (the kill points
+Each window runs twice, as ``with Session(...)`` and as ``async with AsyncSession(...)`` (whose
+cache writes run in its worker thread: a kill there kills the process all the same). Each test
+runs a real script in a subprocess that SIGKILLs itself at one point (the kill points
 are library methods wrapped by the script: nothing in the library knows about them), then looks
 at what the cache and the server hold, runs ``pdffillr-sessions reap`` with no options and
 ``sync`` (the "next run"), and checks that everything is recovered at once (the dead script's
@@ -72,13 +74,15 @@ ROOT = Path(__file__).resolve().parent.parent
 
 SCRIPT = textwrap.dedent(
     """
-    import os, signal, sys
-    from pdffillr_sessions import HistoryCache, PdffillrClient, Session, _contract
+    import asyncio, os, signal, sys
+    from pdffillr_sessions import (
+        AsyncPdffillrClient, AsyncSession, HistoryCache, PdffillrClient, Session, _contract
+    )
 
-    key, url, db, window = sys.argv[1:5]
+    key, url, db, window, kind = sys.argv[1:6]
 
     def die():
-        os.kill(os.getpid(), signal.SIGKILL)
+        os.kill(os.getpid(), signal.SIGKILL)  # from any thread: the whole process
 
     def kill_before(cls, name):
         original = getattr(cls, name)
@@ -87,21 +91,39 @@ SCRIPT = textwrap.dedent(
             return original(*args, **kwargs)
         setattr(cls, name, wrapper)
 
-    original_request = PdffillrClient.request
-
-    def request(self, method, path, **kwargs):
+    def kill_points(method, path):
         is_create = method == "POST" and path == _contract.SESSIONS_PATH
         is_end = method == "POST" and path.endswith("/end")
         if (window == "before_create_request" and is_create) or (
             window == "end_before_request" and is_end
         ):
             die()
-        response = original_request(self, method, path, **kwargs)
-        if window == "end_after_request" and is_end:
-            die()
-        return response
+        return window == "end_after_request" and is_end
 
-    PdffillrClient.request = request
+    if kind == "sync":
+        original_request = PdffillrClient.request
+
+        def request(self, method, path, **kwargs):
+            after = kill_points(method, path)
+            response = original_request(self, method, path, **kwargs)
+            if after:
+                die()
+            return response
+
+        PdffillrClient.request = request
+    else:
+        original_async_request = AsyncPdffillrClient.request
+
+        async def async_request(self, method, path, **kwargs):
+            after = kill_points(method, path)
+            response = await original_async_request(self, method, path, **kwargs)
+            if after:
+                die()
+            return response
+
+        AsyncPdffillrClient.request = async_request
+
+    # (an AsyncSession runs these in its worker thread: the kill is the same)
     if window == "before_intent":
         kill_before(HistoryCache, "record_create_intent")
     elif window == "create_reply":
@@ -111,11 +133,24 @@ SCRIPT = textwrap.dedent(
     elif window == "before_mark_ended":
         kill_before(HistoryCache, "mark_ended")
 
-    with PdffillrClient(key, base_url=url, sleep=lambda s: None) as client:
-        with Session(client, title="crash " + window, cache=db) as s:
-            s.send("working")
-            if window == "inside_block":
-                die()
+    if kind == "sync":
+        with PdffillrClient(key, base_url=url, sleep=lambda s: None) as client:
+            with Session(client, title="crash " + window, cache=db) as s:
+                s.send("working")
+                if window == "inside_block":
+                    die()
+    else:
+        async def main():
+            async def no_sleep(seconds):
+                pass
+
+            async with AsyncPdffillrClient(key, base_url=url, sleep=no_sleep) as client:
+                async with AsyncSession(client, title="crash " + window, cache=db) as s:
+                    await s.send("working")
+                    if window == "inside_block":
+                        die()
+
+        asyncio.run(main())
     print("survived", flush=True)
     """
 )
@@ -141,11 +176,12 @@ def cli(emu: Emulator, db: Path, *args: str) -> Any:
     return json.loads(result.stdout)
 
 
+@pytest.mark.parametrize("kind", ["sync", "async"])
 @pytest.mark.parametrize("window", list(EXPECTED))
-def test_crash_window(emulator: Emulator, tmp_path: Path, window: str) -> None:
+def test_crash_window(emulator: Emulator, tmp_path: Path, window: str, kind: str) -> None:
     db = tmp_path / "cache" / "history.db"
     proc = subprocess.run(
-        [sys.executable, "-c", SCRIPT, KEY, emulator.url, str(db), window],
+        [sys.executable, "-c", SCRIPT, KEY, emulator.url, str(db), window, kind],
         capture_output=True,
         text=True,
         cwd=ROOT,

@@ -15,8 +15,9 @@ and checks the upstream state from the emulator: exactly as many attempts as exp
 message or document whatever happened (a retry after an acted-but-unanswered request is a
 replay), and the retry waits recorded, never slept (``Retry-After`` wins over backoff).
 
-Then the with-block cells: a ``with Session(...)`` whose create, send, attach, final mirror or end
-fails for good under each fault. Afterwards nothing is active upstream, or the cache holds what
+Then the with-block cells: a ``with Session(...)`` block, and an ``async with AsyncSession(...)``
+block (``tests/_blocks.py``), whose create, send, attach, final mirror or end fails for good
+under each fault. Afterwards nothing is active upstream, or the cache holds what
 ``reap`` needs (an end-pending session, a create intent) and ``pdffillr-sessions reap`` ends it.
 The cache's history always equals the server's after the block.
 """
@@ -41,13 +42,13 @@ from pdffillr_sessions import (
     PdffillrClient,
     PdffillrError,
     RateLimitError,
-    Session,
 )
 from pdffillr_sessions._client import Timeout
+from pdffillr_sessions._lifecycle import FINAL_MIRROR_DEADLINE
 from pdffillr_sessions._owner import Probe
-from pdffillr_sessions._session import FINAL_MIRROR_DEADLINE
 from pdffillr_sessions.cli import main
 from pdffillr_sessions.emulator import Emulator, Fault
+from tests._blocks import KINDS, Block, run_block
 
 KEY = "sk_fault_matrix_SECRET_1a2b3c"
 MAX_RETRIES = 2
@@ -276,25 +277,28 @@ def run_reap(emu: Emulator, db: Path) -> dict[str, Any]:
     return data
 
 
+@pytest.mark.parametrize("kind", KINDS)
 @pytest.mark.parametrize("fault", FAULTS, ids=FAULT_IDS)
 @pytest.mark.parametrize("call", list(BLOCK_CALLS), ids=list(BLOCK_CALLS))
-def test_with_block_cell(emu: Emulator, tmp_path: Path, call: str, fault: FaultCase) -> None:
+def test_with_block_cell(
+    emu: Emulator, tmp_path: Path, call: str, fault: FaultCase, kind: str
+) -> None:
     db = tmp_path / "history.db"
     endpoint = BLOCK_CALLS[call]
     emu.add_fault(fault.fault(endpoint.method, endpoint.path, MAX_RETRIES + 1))
-    sleeps: list[float] = []
-    ran = False
-    error: BaseException | None = None
-    session_id: str | None = None
-    with make_client(emu, fault, sleeps) as client:
-        try:
-            with Session(client, title="block", cache=db) as s:
-                ran = True
-                session_id = s.session_id
-                s.send("hello")
-                s.attach(file=b"%PDF-1.7 y", filename="lpa.pdf")
-        except PdffillrError as exc:
-            error = exc
+    timeout = Timeout(DELAY_TIMEOUT, connect=DELAY_TIMEOUT) if fault.name == "delay" else 10.0
+    outcome = run_block(
+        kind,
+        Block(title="block", sends=["hello"], attach=(b"%PDF-1.7 y", "lpa.pdf")),
+        api_key=KEY,
+        base_url=emu.url,
+        cache=db,
+        catch=PdffillrError,
+        max_retries=MAX_RETRIES,
+        timeout=timeout,
+    )
+    ran, error, sleeps = outcome.ran, outcome.error, outcome.sleeps
+    session_id = outcome.session.session_id if outcome.ran and outcome.session else None
     settle(emu)
     # The final mirror has a deadline of its own: a server asking it to wait longer (429 with
     # Retry-After 7 s) is not retried, so that the end is sent at once.

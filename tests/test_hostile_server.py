@@ -26,6 +26,7 @@ from pdffillr_sessions import (
     Timeout,
 )
 from pdffillr_sessions._body import MAX_ERROR_BODY_BYTES, BodyReader
+from tests._blocks import KINDS, Block, run_block
 
 KEY = "sk_hostile_server_0123456789"
 MIB = 1024 * 1024
@@ -302,13 +303,14 @@ class IterStream(httpx.SyncByteStream):
         return iter(self._chunks)
 
 
+@pytest.mark.parametrize("kind", KINDS)
 def test_a_trickled_final_history_cannot_hold_a_blocks_exit_and_the_end_is_sent(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    kind: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Issue 10's exit deadline against a server that trickles (not one that hangs): every
-    byte would restart a read timeout, so only the wall-clock deadline ends the final fetch."""
-    from pdffillr_sessions import Session
-    from pdffillr_sessions import _session as session_module
+    byte would restart a read timeout, so only the wall-clock deadline ends the final fetch.
+    For ``Session`` and ``AsyncSession`` (``tests/_blocks.py``)."""
+    from pdffillr_sessions import _lifecycle as session_module
 
     monkeypatch.setattr(session_module, "FINAL_MIRROR_DEADLINE", TOTAL)
     server = RawServer(lambda conn: None)
@@ -325,9 +327,15 @@ def test_a_trickled_final_history_cannot_hold_a_blocks_exit_and_the_end_is_sent(
         send_body(answer.encode())(conn)
 
     server._reply = reply
-    with server, client_for(server) as client:
-        with Session(client, cache=tmp_path / "c.db"):
-            leaving = time.monotonic()
-        took = time.monotonic() - leaving
+    leaving: list[float] = []
+    with server:
+        run_block(
+            kind,
+            Block(after=lambda s: leaving.append(time.monotonic())),
+            api_key=KEY,
+            base_url=server.url,
+            cache=tmp_path / "c.db",
+        )
+        took = time.monotonic() - leaving[0]
     assert took < TOTAL + MARGIN, took
     assert any(b"/sess_1/end " in head.split(b"\r\n", 1)[0] for head in server.requests)

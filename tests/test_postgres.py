@@ -34,6 +34,7 @@ from pdffillr_sessions._models import HistoryEntry, SessionInfo, parse_entry
 from pdffillr_sessions.cache import _sql
 from pdffillr_sessions.cli import main
 from pdffillr_sessions.emulator import Emulator
+from tests._blocks import KINDS, Block, run_block
 
 KEY = "sk_postgres_tests_SECRET_5d4e3f"
 PG_MIGRATIONS = ("p001_initial_schema", "p002_lean_history")
@@ -167,8 +168,13 @@ def test_the_search_language_is_the_same_on_both(location: str) -> None:
         assert ids("letter side") == {"a", "b", "d"}  # every token, in any order
         assert ids("CAPITAL fund") == {"c", "d"}  # case folded
         assert ids("capital nonexistent") == set()
-        assert ids('"side" letter*') == {"a", "b", "d"}  # quotes and stars are not syntax
+        assert ids('"side" letter*') == {"a", "b", "d"}  # a star is not syntax
         assert ids("side OR letter") == set()  # nor operators: OR is a word, required
+        assert ids('"side letter"') == {"a", "d"}  # a quoted phrase is a phrase
+        assert ids('"letter side"') == set()
+        assert ids('"side letter" MFN') == {"a"}
+        assert ids('"capital call') == {"c", "d"}  # an unbalanced quote runs to the end
+        assert ids('"side\nletter"') == {"a", "d"} and ids("side\x00letter") == {"a", "d"}
         assert ids("") == set() and ids("!!! ---") == set()
         assert ids("capital", session_id="s1") == {"c", "d"}
         assert ids("capital", limit=1) <= {"c", "d"} and len(ids("capital", limit=1)) == 1
@@ -214,11 +220,21 @@ def test_intents_states_and_pending_ends(location: str) -> None:
         unscoped.record_create_intent("x", None)
 
 
-def test_a_session_block_mirrors_into_either_backend(location: str, emulator: Emulator) -> None:
-    with PdffillrClient(KEY, base_url=emulator.url, sleep=lambda s: None) as client:
-        with Session(client, title="Q4 review", cache=location) as s:
-            s.send("Summarise the side letter")
-            s.send("And the \x00 capital call")
+@pytest.mark.parametrize("kind", KINDS)
+def test_a_session_block_mirrors_into_either_backend(
+    location: str, emulator: Emulator, kind: str
+) -> None:
+    """``Session``, and ``AsyncSession`` (whose worker thread holds the PostgreSQL owner lock's
+    connection and writes the rows)."""
+    outcome = run_block(
+        kind,
+        Block(title="Q4 review", sends=["Summarise the side letter", "And the \x00 capital call"]),
+        api_key=KEY,
+        base_url=emulator.url,
+        cache=location,
+    )
+    s = outcome.session
+    assert s is not None and s.ended
     server = emulator.history(KEY, s.session_id)
     with HistoryCache(location, readonly=True) as cache:
         assert [e.id for e in cache.history(s.session_id)] == [e["id"] for e in server]

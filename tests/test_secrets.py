@@ -4,6 +4,7 @@ a server echoes it back."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import os
@@ -40,6 +41,7 @@ from pdffillr_sessions import (
 from pdffillr_sessions._secret import Secret
 from pdffillr_sessions.cli import main as cli
 from pdffillr_sessions.emulator import Emulator, Fault
+from tests._blocks import KINDS, Block, run_block
 
 
 def test_no_cassette_holds_a_key() -> None:
@@ -143,12 +145,24 @@ def test_the_key_is_not_in_exception_messages_or_tracebacks(
 
 
 def test_the_key_is_not_in_reprs(server: Emulator, tmp_path: Path) -> None:
-    with PdffillrClient(FAKE_KEY, base_url=server.url) as client:
-        with Session(client, cache=tmp_path / "c.db") as s:
+    proxy_token = "sk_proxy_token_in_default_headers_42"
+    with (
+        httpx.Client() as http,
+        PdffillrClient(
+            FAKE_KEY,
+            base_url=server.url,
+            default_headers={"X-Proxy-Token": proxy_token},
+            http_client=http,
+        ) as client,
+    ):
+        copy = client.with_options(timeout=Timeout(9, total=30), default_headers={"X-Run": "1"})
+        with Session(copy, cache=tmp_path / "c.db") as s:
             objects: list[object] = [client, client.sessions, s, s.info, s.cache]
             objects += s.send("hi")
-            objects.append(client._http)
-            objects.append(client._http.headers)
+            objects += [client._http, client._http.headers, copy, copy._config, copy._defaults]
+            objects.append(copy._call_settings({"X-Call": proxy_token}, {"q": "v"}, 3, 0))
+    for obj in objects:
+        assert proxy_token not in repr(obj) and proxy_token not in str(obj), type(obj)
     with HistoryCache(tmp_path / "c.db", api_key=FAKE_KEY) as cache:
         objects += [cache, *cache.sessions()]
     for obj in objects:
@@ -166,6 +180,8 @@ def test_the_key_is_not_in_cli_output(server: Emulator, tmp_path: Path) -> None:
         for args in (
             ["sync"],
             ["sessions", "--json"],
+            ["sessions", "--csv"],
+            ["search", "hello", "--tsv"],
             ["stats", "--json"],
             ["reap", "--older-than", "0"],
         )
@@ -178,6 +194,18 @@ def test_the_key_is_not_in_cli_output(server: Emulator, tmp_path: Path) -> None:
     assert outputs[-1].exit_code != 0  # an error path, too
     for result in outputs:
         assert FAKE_KEY not in result.output
+    # The command line with PDFFILLR_LOG=debug, retrying (its log on stderr).
+    server.add_fault(Fault("status", status=503, times=2, body=f"echo {FAKE_KEY}"))
+    logged = subprocess.run(
+        [sys.executable, "-m", "pdffillr_sessions", "sync", "-d", str(db)],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **env, "PDFFILLR_LOG": "debug", "PYTHONPATH": str(ROOT)},
+        timeout=60,
+        check=True,
+    )
+    assert "retry 1 of 2" in logged.stderr and "<redacted>" in logged.stderr
+    assert FAKE_KEY not in logged.stdout + logged.stderr
 
 
 # -- no frame local, no echoed text -------------------------------------------------------------
@@ -246,6 +274,10 @@ def _raise(call: Callable[[], object]) -> BaseException:
         {"timeout": "abc"},
         {"max_retries": -1},
         {"max_response_bytes": 0},
+        {"default_headers": {"Authorization": "Bearer <CANARY>"}},
+        {"default_headers": {"X-Proxy-Token": "<CANARY>\r\nX-Injected: 1"}},
+        {"default_headers": {"X-Proxy-Token": "<CANARY>", "Idempotency-Key": "fixed"}},
+        {"http_client": "not an httpx client"},
     ],
 )
 @pytest.mark.parametrize("source", ["argument", "environment"])
@@ -255,11 +287,167 @@ def test_no_frame_local_holds_the_key_when_the_client_setup_fails(
     monkeypatch.setenv("PDFFILLR_API_KEY", CANARY)
     for make in (PdffillrClient, AsyncPdffillrClient):
         if source == "argument":
-            exc = _raise(lambda m=make: m(CANARY, **kwargs))  # type: ignore[operator]
+            exc = _raise(lambda m=make: m(CANARY, **canaried(kwargs)))  # type: ignore[operator]
         else:
-            exc = _raise(lambda m=make: m(**kwargs))  # type: ignore[operator]
+            exc = _raise(lambda m=make: m(**canaried(kwargs)))  # type: ignore[operator]
         assert isinstance(exc, ConfigurationError)
         assert leaks(exc) == []
+        assert CANARY not in str(exc)
+
+
+def canaried(value: Any) -> Any:
+    """``value`` with ``<CANARY>`` replaced by the canary: a temporary of the caller's
+    expression, so that no test frame holds the canary as a local either."""
+    if isinstance(value, dict):
+        return {k: canaried(v) for k, v in value.items()}
+    return value.replace("<CANARY>", CANARY) if isinstance(value, str) else value
+
+
+def test_no_frame_local_holds_the_key_when_with_options_is_refused() -> None:
+    """``default_headers`` may hold a credential: a refused one is in no message and no frame
+    of the library (``with_options`` drops the mapping before anything can raise)."""
+    for make in (PdffillrClient, AsyncPdffillrClient):
+        client = make(CANARY, base_url="http://x.test")
+        for headers in (
+            {"Authorization": "Bearer <CANARY>"},
+            {"X-Proxy-Token": "<CANARY>\n"},
+            {"X-Proxy-Token": "<CANARY>", "Accept-Encoding": "br"},
+        ):
+            exc = _raise(lambda c=client, h=headers: c.with_options(default_headers=canaried(h)))
+            assert isinstance(exc, ConfigurationError)
+            assert leaks(exc) == [] and CANARY not in str(exc)
+        for bad in ({"timeout": -1}, {"max_retries": -1}, {"max_response_bytes": 0}):
+            exc = _raise(lambda c=client, b=bad: c.with_options(**b))
+            assert isinstance(exc, ConfigurationError) and leaks(exc) == []
+        if isinstance(client, PdffillrClient):
+            client.close()
+        else:
+            asyncio.run(client.aclose())
+
+
+def test_a_refused_per_call_header_never_shows_its_value() -> None:
+    """A per-call ``extra_headers`` value that is refused is in no message or traceback text
+    (like any argument, it stays among the locals of the frames it was passed through)."""
+    with PdffillrClient(CANARY, base_url="http://x.test") as client:
+        for headers in ({"Authorization": f"Bearer {CANARY}"}, {"X-Token": f"{CANARY}\r\n"}):
+            exc = _raise(lambda h=headers: client.sessions.list(extra_headers=h))
+            assert isinstance(exc, ConfigurationError)
+            assert CANARY not in "".join(traceback.format_exception(exc)) + repr(exc)
+
+
+def test_no_frame_local_holds_the_key_when_a_call_with_the_new_options_fails() -> None:
+    """A copy made by ``with_options``, a caller's ``http_client``, per-call options and
+    ``default_headers``: every failure path still leaves no frame whose locals show the key."""
+    failures: list[BaseException] = []
+    hooked: list[str] = []
+    options: dict[str, Any] = {
+        "extra_headers": {"X-Trace": "t1"},
+        "extra_query": {"region": "eu"},
+        "timeout": Timeout(5, total=5),
+        "max_retries": 1,
+    }
+    with Emulator() as emu:
+        http = httpx.Client(event_hooks={"request": [lambda r: hooked.append(r.method)]})
+        for client in (
+            PdffillrClient(CANARY, base_url=emu.url, sleep=lambda s: None),
+            PdffillrClient(
+                CANARY,
+                base_url=emu.url,
+                sleep=lambda s: None,
+                http_client=http,
+                default_headers={"X-Team": "ops"},
+            ),
+        ):
+            with client:
+                copy = client.with_options(timeout=Timeout(5, total=5), max_retries=1)
+                emu.add_fault(_echo_fault(401))
+                failures.append(_raise(lambda c=copy: c.sessions.list(**options)))
+                emu.add_fault(_echo_fault(503, times=2))
+                failures.append(_raise(lambda c=copy: c.sessions.create(**options)))
+                emu.add_fault(Fault("status", status=200, body=f"<html>{CANARY}</html>"))
+                failures.append(_raise(lambda c=client: c.sessions.list(**options)))
+
+        async def on_async() -> None:
+            async def no_sleep(seconds: float) -> None:
+                return None
+
+            async with httpx.AsyncClient() as ahttp:
+                async with AsyncPdffillrClient(
+                    CANARY, base_url=emu.url, sleep=no_sleep, http_client=ahttp
+                ) as aclient:
+                    emu.add_fault(_echo_fault(401))
+                    try:
+                        await aclient.with_options(max_retries=0).sessions.list(**options)
+                    except Exception as exc:
+                        failures.append(exc)
+
+        asyncio.run(on_async())
+        http.close()
+    assert hooked  # the caller's client sent them
+    kinds = [type(e).__name__ for e in failures]
+    assert kinds == ["AuthenticationError", "InternalServerError", "ProtocolError"] * 2 + [
+        "AuthenticationError"
+    ]
+    for exc in failures:
+        assert leaks(exc) == [], type(exc)
+        assert CANARY not in repr(getattr(exc, "body", None))
+
+
+def test_the_key_and_header_values_are_in_no_log_line_with_pdffillr_log_debug(
+    tmp_path: Path,
+) -> None:
+    """``PDFFILLR_LOG=debug``: the package's records on stderr, with retries, failures, a
+    caller's http_client, with_options, default and extra headers carrying a second canary."""
+    script = tmp_path / "logs.py"
+    script.write_text(
+        textwrap.dedent(
+            """
+            import os, sys, httpx
+            from pdffillr_sessions import PdffillrClient, Session
+            from pdffillr_sessions.emulator import Emulator, Fault
+
+            other = os.environ["OTHER_SECRET"]
+            with Emulator() as emu, httpx.Client() as http:
+                with PdffillrClient(
+                    base_url=emu.url, sleep=lambda s: None, http_client=http,
+                    default_headers={"X-Proxy-Token": other},
+                ) as client:
+                    copy = client.with_options(default_headers={"X-Run": other})
+                    emu.add_fault(Fault("status", status=503, times=2,
+                        body="echo " + os.environ["PDFFILLR_API_KEY"]))
+                    copy.sessions.list(extra_headers={"X-Call": other}, extra_query={"q": other})
+                    with Session(copy, title="logged", cache=sys.argv[1]) as s:
+                        s.send("hello")
+                    emu.add_fault(Fault("status", status=401, times=1))
+                    try:
+                        copy.sessions.list(max_retries=0)
+                    except Exception as exc:
+                        print(type(exc).__name__)
+            """
+        ),
+        encoding="utf-8",
+    )
+    other = "OTHER_CANARY_header_value_77aa"
+    result = subprocess.run(
+        [sys.executable, str(script), str(tmp_path / "c.db")],
+        capture_output=True,
+        text=True,
+        env={
+            **os.environ,
+            "PDFFILLR_API_KEY": CANARY,
+            "PDFFILLR_LOG": "debug",
+            "OTHER_SECRET": other,
+            "PYTHONPATH": str(ROOT),
+        },
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout == "AuthenticationError\n"
+    assert "retry 1 of 2" in result.stderr and ": HTTP 200" in result.stderr  # it did log
+    assert "<redacted>" in result.stderr  # the echoed key, in the retry lines
+    for text in (result.stdout, result.stderr):
+        assert CANARY not in text and other not in text
 
 
 def test_no_frame_local_holds_a_malformed_key(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -331,6 +519,38 @@ def test_no_frame_local_holds_the_key_when_a_call_fails(tmp_path: Path) -> None:
         assert CANARY not in str(getattr(exc, "request_id", None))
     assert "<redacted>" in str(failures[0])
     assert "<redacted>" in failures[0].request_id  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_no_frame_local_holds_the_key_when_a_session_block_fails(kind: str, tmp_path: Path) -> None:
+    """A with-block whose create, then whose end, is refused by a server echoing the key: the
+    failures pass through the lifecycle's frames (``Session``'s and ``AsyncSession``'s)."""
+    failures: list[BaseException] = []
+    key = Secret.of(CANARY)  # (the test helper's frames hold what they are given)
+    with Emulator() as emu:
+        emu.add_fault(_echo_fault(401, method="POST", path="/sessions$"))
+        create = run_block(
+            kind,
+            Block(),
+            api_key=key,
+            base_url=emu.url,
+            cache=tmp_path / "a.db",
+            catch=Exception,
+        )
+        emu.add_fault(_echo_fault(503, method="POST", path="/end$", times=3))
+        end = run_block(
+            kind,
+            Block(sends=["hello"]),
+            api_key=key,
+            base_url=emu.url,
+            cache=tmp_path / "b.db",
+            catch=Exception,
+        )
+    failures += [e for e in (create.error, end.error) if e is not None]
+    assert [type(e).__name__ for e in failures] == ["AuthenticationError", "InternalServerError"]
+    for exc in failures:
+        assert leaks(exc) == [], type(exc)
+    assert end.session is not None and CANARY not in repr(end.session)
 
 
 def test_pytest_showlocals_never_prints_the_key(tmp_path: Path) -> None:

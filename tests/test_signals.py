@@ -1,5 +1,7 @@
 """SIGTERM and SIGHUP inside a with-block: the block ends its session, then the process dies of the
 signal, with the status its parent expects. Real subprocesses, real signals, a real emulator.
+The same for ``AsyncSession`` blocks (the signal cancels their tasks), and Ctrl-C under
+``asyncio.run``.
 
 Also: the program's own handler is kept, the opt-out, nested blocks, a signal arriving while the
 block's exit is ending the session (it waits), blocks in other threads (handlers untouched),
@@ -192,6 +194,127 @@ def test_the_opt_out_dies_at_once_and_default_reap_ends_the_session_at_once(
         ("ended", "dead")
     ]
     assert status_of(emulator, sid) == "ended"
+
+
+# -- AsyncSession: the signal cancels the blocks' tasks, then the process dies of it -----------
+
+ASYNC_SCRIPT = textwrap.dedent(
+    """
+    import asyncio, sys
+    from pdffillr_sessions import AsyncPdffillrClient, AsyncSession
+
+    key, url, db, mode = sys.argv[1:5]
+
+    async def main():
+        async def no_sleep(seconds):
+            pass
+
+        ready = []
+        async with AsyncPdffillrClient(key, base_url=url, sleep=no_sleep) as client:
+
+            async def block(title, nested):
+                async with AsyncSession(
+                    client, title=title, cache=db, handle_signals=mode != "opt_out"
+                ) as s:
+                    await s.send("working")
+                    if nested:
+                        async with AsyncSession(client, title="inner", cache=db) as inner:
+                            ready.extend([s.session_id, inner.session_id])
+                            await asyncio.Event().wait()
+                    ready.append(s.session_id)
+                    if mode != "slow_end":
+                        await asyncio.Event().wait()  # here until the signal
+
+            several = mode == "several"
+            async with asyncio.TaskGroup() as group:  # the client outlives every block
+                for i in range(3 if several else 1):
+                    group.create_task(block(f"{mode} {i}", several and i == 0))
+                while len(ready) < (4 if several else 1):
+                    await asyncio.sleep(0.01)
+                print(*ready, flush=True)
+
+    asyncio.run(main())
+    print("after the blocks", flush=True)
+    """
+)
+
+
+def start_async(emulator: Emulator, db: Path, mode: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-c", ASYNC_SCRIPT, KEY, emulator.url, str(db), mode],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=ENV,
+        cwd=ROOT,
+    )
+
+
+@pytest.mark.parametrize(
+    ("sig", "mode"),
+    [
+        (signal.SIGTERM, "plain"),
+        (signal.SIGHUP, "plain"),
+        (signal.SIGTERM, "several"),  # three blocks at once, one with a nested block
+        (signal.SIGINT, "plain"),  # asyncio.run's own Ctrl-C: it cancels the main task
+    ],
+    ids=["SIGTERM", "SIGHUP", "SIGTERM-several-and-nested", "SIGINT-asyncio-run"],
+)
+def test_a_signal_inside_async_blocks_ends_their_sessions_then_kills_the_process(
+    emulator: Emulator, db: Path, sig: signal.Signals, mode: str, proc_cleanup: list[Any]
+) -> None:
+    proc = start_async(emulator, db, mode)
+    proc_cleanup.append(proc)
+    assert proc.stdout is not None
+    sids = proc.stdout.readline().split()
+    assert len(sids) == (4 if mode == "several" else 1)
+    assert {status_of(emulator, sid) for sid in sids} == {"active"}
+    proc.send_signal(sig)
+    out, err = proc.communicate(timeout=30)
+    assert proc.returncode == -sig, err  # the signal's own status, as without the library
+    assert "after the blocks" not in out
+    if sig != signal.SIGINT:  # (asyncio.run re-raises KeyboardInterrupt: a traceback)
+        assert "Traceback" not in err
+    assert_ended_by_the_block(emulator, db, *sids)
+
+
+def test_a_signal_during_an_async_blocks_exit_waits_for_the_end(
+    emulator: Emulator, db: Path, proc_cleanup: list[Any]
+) -> None:
+    emulator.add_fault(Fault("delay", method="POST", path="/end$", seconds=1.0))
+    proc = start_async(emulator, db, "slow_end")
+    proc_cleanup.append(proc)
+    assert proc.stdout is not None
+    sid = proc.stdout.readline().strip()
+    deadline = time.monotonic() + 20
+    while emulator.pending_faults:  # until the end request is in flight (it took the delay)
+        assert time.monotonic() < deadline
+        time.sleep(0.005)
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=30)
+    assert proc.returncode == -signal.SIGTERM, err
+    assert "after the blocks" not in out
+    assert_ended_by_the_block(emulator, db, sid)
+
+
+def test_the_async_opt_out_dies_at_once_and_default_reap_ends_the_session_at_once(
+    emulator: Emulator, db: Path, proc_cleanup: list[Any]
+) -> None:
+    proc = start_async(emulator, db, "opt_out")
+    proc_cleanup.append(proc)
+    assert proc.stdout is not None
+    sid = proc.stdout.readline().strip()
+    proc.send_signal(signal.SIGTERM)
+    proc.communicate(timeout=30)
+    assert proc.returncode == -signal.SIGTERM
+    assert status_of(emulator, sid) == "active"  # handle_signals=False: no __aexit__ ran
+    env = {"PDFFILLR_API_KEY": KEY, "PDFFILLR_BASE_URL": emulator.url}
+    result = CliRunner().invoke(main, ["reap", "--db", str(db), "--json"], env=env)
+    assert result.exit_code == 0, result.output
+    assert [(r["action"], r["owner"]) for r in json.loads(result.stdout)["results"]] == [
+        ("ended", "dead")
+    ]
 
 
 # -- in process: which handlers are in place, when -------------------------------------------

@@ -1,9 +1,11 @@
 """The chaos soak (``benchmarks/soak.py``): 200 with-blocks under a 20 % random fault rate.
 
-Three seeds. For each: nothing leaked, nothing duplicated, nothing missing from the cache (and
-nothing extra), no pending end or create intent left, the cache intact, and the faults really
-fired (a soak without faults proves nothing). Run it bigger with ``python benchmarks/soak.py
---blocks 2000 --seed 1 --seed 2``.
+Three seeds, each with ``Session`` blocks (one after another) and with ``AsyncSession`` blocks
+(eight at a time in one event loop, sharing one cache). For each: nothing leaked, nothing
+duplicated, nothing missing from the cache (and nothing extra), no pending end or create intent
+left, the cache intact, and the faults really fired (a soak without faults proves nothing). Run
+it bigger with ``python benchmarks/soak.py --blocks 2000 --seed 1 --seed 2`` (``--async
+--concurrency 8`` for ``AsyncSession``).
 """
 
 from __future__ import annotations
@@ -19,6 +21,8 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 BLOCKS = 200
 MESSAGES = 3
+#: (kind, blocks at a time)
+KINDS = [pytest.param("sync", 1, id="Session"), pytest.param("async", 8, id="AsyncSession")]
 
 
 def load_soak() -> ModuleType:
@@ -30,11 +34,20 @@ def load_soak() -> ModuleType:
     return module
 
 
+@pytest.mark.parametrize(("kind", "concurrency"), KINDS)
 @pytest.mark.parametrize("seed", [11, 22, 33])
-def test_soak(seed: int, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_soak(
+    seed: int, kind: str, concurrency: int, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     soak = load_soak()
     f: dict[str, Any] = soak.run_soak(
-        blocks=BLOCKS, messages=MESSAGES, fault_rate=0.2, seed=seed, db=tmp_path / "h.db"
+        blocks=BLOCKS,
+        messages=MESSAGES,
+        fault_rate=0.2,
+        seed=seed,
+        db=tmp_path / "h.db",
+        kind=kind,
+        concurrency=concurrency,
     )
     with capsys.disabled():
         print("\n" + soak.format_figures(f))
@@ -63,8 +76,9 @@ def test_soak(seed: int, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> 
     assert soak.ok(f)
 
 
+@pytest.mark.parametrize(("kind", "concurrency"), KINDS)
 def test_soak_with_too_few_retries_leaks_nothing_after_reap(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    kind: str, concurrency: int, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """max_retries=1: many blocks fail for good. The reap step must still leave nothing active
     and nothing duplicated, and the next run's sync must leave nothing missing."""
@@ -77,6 +91,8 @@ def test_soak_with_too_few_retries_leaks_nothing_after_reap(
         max_retries=1,
         db=tmp_path / "h.db",
         sync_after=True,
+        kind=kind,
+        concurrency=concurrency,
     )
     with capsys.disabled():
         print("\n" + soak.format_figures(f))

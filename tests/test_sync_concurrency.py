@@ -177,6 +177,26 @@ def test_a_429_pauses_every_fetch_of_the_pool_once(tmp_path: Path) -> None:
     assert len(resumed) > 100  # and then it goes on
 
 
+def test_a_429_pauses_every_fetch_of_async_sync_once(tmp_path: Path) -> None:
+    import asyncio
+
+    from pdffillr_sessions import AsyncPdffillrClient, async_sync
+
+    server = Overloaded(n=200, at=20, retry_after=0.5)
+
+    async def main() -> Any:
+        async with AsyncPdffillrClient(
+            KEY, base_url="http://api.test", transport=httpx.MockTransport(server)
+        ) as client:
+            return await async_sync(client, tmp_path / "h.db", concurrency=8)
+
+    report = asyncio.run(main())
+    assert report.ok and report.histories_fetched == 200
+    assert server.histories == 201 and server.limited_at is not None
+    paused = [t for t in server.started if server.limited_at + 0.05 < t < server.limited_at + 0.4]
+    assert len(paused) <= 7, len(paused)
+
+
 def test_the_shared_pause_waits_once_and_again_only_when_extended() -> None:
     now = [100.0]
     slept: list[float] = []
@@ -211,13 +231,13 @@ def test_the_pause_follows_the_retry_policy() -> None:
     """A 429 without Retry-After holds the policy's backoff; a Retry-After longer than the
     policy allows is not retried, and holds nothing."""
     from pdffillr_sessions import RateLimitError
-    from pdffillr_sessions._client import _hold_for
+    from pdffillr_sessions._pause import hold_for
 
     policy = RetryPolicy(initial_delay=0.5, max_retry_after=10)
     for retry_after, number, held in ((None, 1, 0.5), (None, 2, 1.0), (3.0, 1, 3.0), (30, 1, 0)):
         pause = SharedPause(clock=lambda: 0.0)
         exc = RateLimitError("slow down", status_code=429, retry_after=retry_after)
-        _hold_for(pause, exc, number, policy)
+        hold_for(pause, exc, number, policy)
         slept: list[float] = []
         pause.wait(slept.append)
         assert slept == ([held] if held else [])

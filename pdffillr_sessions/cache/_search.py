@@ -88,8 +88,26 @@ def _entries_by_rowid(
     session_id: str | None,
     lean: bool,
 ) -> dict[int, tuple[str, HistoryEntry]]:
-    if not rowids:
-        return {}
+    out: dict[int, tuple[str, HistoryEntry]] = {}
+    # A few hundred rowids a statement: ``search -n 0`` may ask for every hit, and SQLite
+    # takes at most 999 parameters a statement where it was built with its old default.
+    for start in range(0, len(rowids), _ROWIDS_PER_STATEMENT):
+        part = rowids[start : start + _ROWIDS_PER_STATEMENT]
+        _add_entries(out, conn, part, scope, session_id, lean)
+    return out
+
+
+_ROWIDS_PER_STATEMENT = 900
+
+
+def _add_entries(
+    out: dict[int, tuple[str, HistoryEntry]],
+    conn: sqlite3.Connection,
+    rowids: list[int],
+    scope: str | None,
+    session_id: str | None,
+    lean: bool,
+) -> None:
     # Unary + keeps the planner on the rowid lookups (not a scan of the scope index).
     marks = ",".join("?" * len(rowids))
     sql = (
@@ -103,7 +121,6 @@ def _entries_by_rowid(
     if session_id is not None:
         sql += " AND +session_id = ?"
         params.append(session_id)
-    out: dict[int, tuple[str, HistoryEntry]] = {}
     for r in conn.execute(sql, params):
         out[r[0]] = (
             r[1],
@@ -117,4 +134,3 @@ def _entries_by_rowid(
                 raw=entry_raw((r[3], r[4], r[5], r[6], r[7], r[8]), lean=lean),
             ),
         )
-    return out

@@ -6,6 +6,9 @@ constraint (a released migration) spells them too and must never change.
 
 from __future__ import annotations
 
+import re
+import unicodedata
+
 from .._contract import LOCAL_END_PENDING, LOCAL_ENDED, LOCAL_OPEN, STATUS_ENDED
 
 __all__ = [
@@ -120,20 +123,44 @@ WHERE scope = ? AND session_id = ?
 """
 
 
-def query_tokens(query: str) -> list[str]:
-    """The search query language, the same for SQLite and PostgreSQL: whitespace-separated
-    tokens, each matched as a phrase of its words (``side-letter`` is "side" then "letter"),
-    every token required; no operator or other syntax. Tokens with no letter or digit are
-    dropped.
+#: A quoted phrase (up to the next quote, line breaks included) or a run of anything else but
+#: whitespace and quotes: sqlite-utils' ``quote_fts`` reads a query this way (``".*?"`` and
+#: ``\s+``), but its ``.`` stops at a line break, which leaves a lone quote that FTS5 refuses.
+_PHRASE_OR_WORD = re.compile(r'"([^"]*)"|[^\s"]+')
+#: What FTS5's unicode61 tokenizer and PostgreSQL's parser can never read as part of a word, and
+#: SQLite cannot take in a query (a NUL ends its C string; a lone surrogate is no UTF-8).
+_NOT_TEXT = re.compile("[\x00\ud800-\udfff]")
 
-    NUL separates tokens too: SQLite reads an FTS5 query as a C string, so a NUL inside a quoted
-    token would cut it short ("unterminated string").
+
+def query_tokens(query: str) -> list[str]:
+    """The search query language, the same for SQLite, PostgreSQL and the Datasette page, and
+    the same as ``sqlite-utils search --quote`` and Datasette's table search on the same file
+    (their ``quote_fts``/``escape_fts``): a quoted phrase (``"side letter"``) is matched as a
+    phrase, its words next to each other in that order; every other whitespace-separated
+    token is a phrase of its own words (``side-letter`` is "side" then "letter"); every phrase
+    is required, in any order. An unbalanced quote runs to the end of the query, as
+    ``quote_fts`` closes it. Nothing else is syntax: ``OR``, ``NOT``, ``NEAR``, ``*``, ``^``,
+    ``col:`` are words or punctuation. Returns the phrases' texts.
+
+    Phrases with no letter or digit are dropped: FTS5 ignores such a phrase beside others and
+    finds nothing for it alone, as an empty list does here. Where ``quote_fts`` would make a
+    query FTS5 refuses (a line break inside quotes, a NUL, a lone surrogate), this reads it as
+    the phrase it was meant to be: line breaks are whitespace inside the phrase, NUL and lone
+    surrogates separate words (SQLite reads an FTS5 query as a C string: a NUL would cut it).
     """
-    return [t for t in query.replace("\x00", " ").split() if any(ch.isalnum() for ch in t)]
+    if query.count('"') % 2:
+        query += '"'
+    phrases = []
+    for match in _PHRASE_OR_WORD.finditer(query):
+        phrase = match.group(0) if match.group(1) is None else match.group(1)
+        phrase = _NOT_TEXT.sub(" ", phrase)
+        if any(ch.isalnum() or unicodedata.category(ch) == "Co" for ch in phrase):
+            phrases.append(phrase)
+    return phrases
 
 
 def fts_query(query: str) -> str:
-    """Every token (``query_tokens``) as a quoted FTS5 string: no user syntax survives."""
+    """Every phrase (``query_tokens``) as a quoted FTS5 string: no user syntax survives."""
     return " ".join('"' + t.replace('"', '""') + '"' for t in query_tokens(query))
 
 
