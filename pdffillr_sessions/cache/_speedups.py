@@ -224,47 +224,37 @@ def build_sessions(rows: Iterable[Sequence[Any]]) -> list[CachedSession]:
     out: list[CachedSession] = []
     append = out.append
     for row in rows:
+        s = new(building)
         (
-            sid,
-            scope,
-            title,
-            status,
+            s.session_id,
+            s.scope,
+            s.title,
+            s.status,
             count,
             created,
             ended,
             entries,
-            state,
-            error,
+            s.local_state,
+            s.local_error,
             opened,
             synced,
             raw,
-            pid,
-            host,
-            server,
-            lock,
+            s.opened_pid,
+            s.opened_host,
+            s.server,
+            s.owner_lock,
             last_seq,
         ) = row
-        s = new(building)
-        s.session_id = sid
-        s.scope = scope
-        s.title = title
-        s.status = status
         s.message_count = count if count >= entries else entries
         s.created_at = fromiso(created)
         s.ended_at = None if ended is None else fromiso(ended)
         s.entry_count = entries
-        s.local_state = state
-        s.local_error = error
         s.opened_at = None if opened is None else fromiso(opened)
         s.synced_at = None if synced is None else fromiso(synced)
         j = new(LazyJSON)
         j._text = raw
         j._data = None
         s.raw = j
-        s.opened_pid = pid
-        s.opened_host = host
-        s.server = server
-        s.owner_lock = lock
         s.provisional_order = last_seq is not None and last_seq + 1 != entries
         s.__class__ = cls
         append(s)
