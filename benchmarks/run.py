@@ -509,6 +509,7 @@ def fig2(work: Path, mirrored: Path, ds: Dataset, fig1_s: float, repeat: int) ->
         "<= 0.02, 0 rows written",
         ratio <= 0.02,
         "0 rows written (total_changes unchanged)",
+        repeats=repeat,
     )
 
 
@@ -547,6 +548,7 @@ def fig3(
         "time",
         "<= 0.05",
         ratio <= 0.05,
+        repeats=repeat,
     )
 
 
@@ -616,6 +618,7 @@ def fig4(path: Path, ds: Dataset, repeat: int) -> Figure:
         "speed",
         ">= 0.35",
         ratio >= 0.35,
+        repeats=repeat,
     )
 
 
@@ -668,6 +671,7 @@ def fig5(path: Path, total: int, repeat: int) -> Figure:
         ratio <= 1.5 and o < 0.050,
         f"query {query!r}: the words are in {each[0] / total:.0%} and {each[1] / total:.0%} "
         f"of entries, both in {matches:,} ({matches / total:.1%})",
+        repeats=max(repeat, 5),
     )
 
 
@@ -786,6 +790,7 @@ def fig7(n: int, repeat: int) -> Figure:
         "<= 1.25x",
         ratio <= 1.25,
         f"{o / (chunk * repeat) * 1000:.3f} ms vs {b / (chunk * repeat) * 1000:.3f} ms a call",
+        repeats=repeat,
     )
 
 
@@ -854,6 +859,7 @@ def fig8(work: Path, sends: int, repeat: int) -> Figure:
         "time",
         "<= 1.3x",
         ratio <= 1.3,
+        repeats=repeat,
     )
 
 

@@ -189,3 +189,31 @@ def test_json_documents_stream_the_same_bytes(
     assert "".join(out.json_document(head, iter(entries))) == whole
     lines = "".join(out.dumps(out.entry_dict(e)) + "\n" for e in entries)
     assert "".join(out.json_lines(out.entry_dict(e) for e in entries)) == lines
+
+
+def test_iter_history_streams_on_postgres_too(pg_url: str) -> None:
+    """A server-side cursor, batch by batch: the same entries as ``history()``; a stream left
+    early lets the cache go on (its cursor and transaction are closed)."""
+    entries = [
+        parse_entry(
+            {
+                "id": f"e{i:05d}",
+                "type": "message",
+                "role": "user",
+                "content": f"entry {i} \x00 with a NUL",
+                "created_at": "2026-01-01T00:00:00.000Z",
+            },
+            session_id="s1",
+        )
+        for i in range(5_000)  # more than one batch of the cursor
+    ]
+    with HistoryCache(pg_url, api_key=KEY) as cache:
+        cache.mirror_history("s1", entries)
+        assert list(cache.iter_history("s1")) == cache.history("s1") == entries
+        stream = cache.iter_history("s1")
+        assert next(stream) == entries[0]
+        stream.close()
+        assert cache.count_history("s1") == 5_000
+        cache.append_entries("s1", entries[:1])  # writes work after a stream left early
+        with cache.snapshot():
+            assert cache.count_history("s1") == sum(1 for _ in cache.iter_history("s1"))
