@@ -41,6 +41,7 @@ import attrs
 
 from ._calls import new_idempotency_key
 from ._config import Timeout
+from ._contract import STATUS_ENDED
 from ._exceptions import (
     APIConnectionError,
     APIStatusError,
@@ -271,7 +272,7 @@ class Lifecycle:
 
     def _now_ended(self) -> None:
         if self.info is not None:
-            self.info = attrs.evolve(self.info, status="ended")
+            self.info = attrs.evolve(self.info, status=STATUS_ENDED)
 
     # -- entering the block ------------------------------------------------------------------------
 
