@@ -22,7 +22,6 @@ from __future__ import annotations
 import functools
 import logging
 import os
-import sqlite3
 import sys
 from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta
@@ -81,8 +80,6 @@ class _Group(click.Group):
             return super().invoke(ctx)
         except PdffillrError as exc:
             raise click.ClickException(one_line(exc)) from None
-        except sqlite3.Error as exc:
-            raise click.ClickException(one_line(f"database error: {exc}")) from None
         except BrokenPipeError:
             # `pdffillr-sessions sessions | head`: stop quietly, like the other Unix tools.
             _silence_stdout()
@@ -239,22 +236,18 @@ def _open_readonly(db: Path | str | None) -> HistoryCache:
 
 def _refuse_the_cache_as_output(output: Path, db: Path | str) -> None:
     """Never write an export over the cache (or its -wal, -shm, -journal): that would erase
-    every session it holds. Compared as files (hard and symbolic links included) when both
-    exist, else as resolved paths. (A PostgreSQL cache is no file an export could hit.)"""
+    every session it holds. (A PostgreSQL cache is no file an export could hit.)"""
     if not isinstance(db, Path):
         return
-    for suffix in ("", "-wal", "-shm", "-journal"):
-        cache_file = Path(f"{db}{suffix}")
-        try:
-            same = output.exists() and cache_file.exists() and os.path.samefile(output, cache_file)
-        except OSError:
-            same = False
-        if same or output.resolve() == cache_file.resolve():
-            raise click.UsageError(
-                f"refusing to write the export to {out.cell(output)}: it is the history cache"
-                + (f" ({suffix[1:]} file)" if suffix else "")
-                + " (pass another -o FILE)"
-            )
+    from .cache._files import cache_file_role
+
+    role = cache_file_role(output, db)
+    if role is not None:
+        raise click.UsageError(
+            f"refusing to write the export to {out.cell(output)}: it is the history cache"
+            + ("" if role == "database" else f" ({role} file)")
+            + " (pass another -o FILE)"
+        )
 
 
 def _require_session(cache: HistoryCache, session_id: str) -> CachedSession:

@@ -15,6 +15,7 @@ from urllib.parse import quote
 from .._exceptions import CacheError
 
 __all__ = [
+    "cache_file_role",
     "can_write_wal_index",
     "check_file",
     "ensure_private_file",
@@ -147,3 +148,25 @@ def tighten_permissions(path: Path) -> list[str]:
             logger.warning("%s", text)
             warned.append(text)
     return warned
+
+
+#: The files SQLite keeps beside a database: writing over any of them loses the cache.
+_COMPANIONS = ("", "-wal", "-shm", "-journal")
+
+
+def cache_file_role(path: Path, cache: Path) -> str | None:
+    """Which of the cache's files ``path`` is (``"database"``, ``"wal"``, ``"shm"``,
+    ``"journal"``), or None when it is none of them.
+
+    Compared as files (hard and symbolic links included) when both exist, else as resolved
+    paths, so that a new file about to be created at the cache's place is caught too.
+    """
+    for suffix in _COMPANIONS:
+        cache_file = Path(f"{cache}{suffix}")
+        try:
+            same = path.exists() and cache_file.exists() and os.path.samefile(path, cache_file)
+        except OSError:
+            same = False
+        if same or path.resolve() == cache_file.resolve():
+            return suffix[1:] or "database"
+    return None

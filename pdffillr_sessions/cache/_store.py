@@ -215,6 +215,7 @@ class HistoryCache:
         view._applied = self._applied
         return view
 
+    @typed_errors(server_data=False)
     def close(self) -> None:
         if self._owner:
             with self._lock:
