@@ -64,12 +64,8 @@ def typed_errors(*, server_data: bool) -> Callable[[F], F]:
             def generator(self: Any, *args: Any, **kwargs: Any) -> Any:
                 try:
                     return (yield from method(self, *args, **kwargs))
-                except sqlite3.Error as exc:
-                    from ._connect import BUSY_TIMEOUT_S
-
-                    raise cache_error(self.path, exc, BUSY_TIMEOUT_S) from exc
-                except UNSTORABLE as exc:
-                    raise unstorable(exc, server_data=server_data) from None
+                except (sqlite3.Error, *UNSTORABLE) as exc:
+                    raise _typed(self, exc, server_data) from _cause(exc)
 
             return generator  # type: ignore[return-value]
 
@@ -77,16 +73,27 @@ def typed_errors(*, server_data: bool) -> Callable[[F], F]:
         def wrapper(self: Any, *args: Any, **kwargs: Any) -> Any:
             try:
                 return method(self, *args, **kwargs)
-            except sqlite3.Error as exc:
-                from ._connect import BUSY_TIMEOUT_S
-
-                raise cache_error(self.path, exc, BUSY_TIMEOUT_S) from exc
-            except UNSTORABLE as exc:
-                raise unstorable(exc, server_data=server_data) from None
+            except (sqlite3.Error, *UNSTORABLE) as exc:
+                raise _typed(self, exc, server_data) from _cause(exc)
 
         return wrapper  # type: ignore[return-value]
 
     return decorate
+
+
+def _typed(cache: Any, exc: BaseException, server_data: bool) -> Exception:
+    """The typed error ``typed_errors`` raises for ``exc`` (one place for both wrappers)."""
+    if isinstance(exc, sqlite3.Error):
+        from ._connect import BUSY_TIMEOUT_S
+
+        return cache_error(cache.path, exc, BUSY_TIMEOUT_S)
+    return unstorable(exc, server_data=server_data)
+
+
+def _cause(exc: BaseException) -> BaseException | None:
+    """An SQLite error stays chained; an unstorable value's error is not (its traceback is the
+    encoder's recursion, or the value itself)."""
+    return exc if isinstance(exc, sqlite3.Error) else None
 
 
 def unstorable(exc: BaseException, *, server_data: bool) -> Exception:
