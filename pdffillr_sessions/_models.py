@@ -228,32 +228,48 @@ def _parse_session(obj: Any, what: str) -> SessionInfo:
     )
 
 
+EntryFields = tuple[str, str, str, "str | None", "str | None"]
+
+
+def well_formed_entry(obj: Any) -> EntryFields | None:
+    """``(id, type, created_at text, role, content)`` of a history entry object whose fields
+    have the contract's types (the usual case, checked with a few ``type()`` tests), else None:
+    the caller then goes through the field-by-field parser, which says what is wrong. The one
+    shape check of both fast paths (``parse_entry`` and the cache's rows from JSON)."""
+    if type(obj) is not dict:
+        return None
+    entry_id = obj.get("id")
+    type_ = obj.get("type")
+    created = obj.get("created_at")
+    role = obj.get("role")
+    content = obj.get("content")
+    if (
+        type(entry_id) is str
+        and entry_id
+        and type(type_) is str
+        and type(created) is str
+        and (role is None or type(role) is str)
+        and (content is None or type(content) is str)
+    ):
+        return entry_id, type_, created, role, content
+    return None
+
+
 def parse_entry(obj: Any, *, session_id: str, what: str = "history entry") -> HistoryEntry:
-    if type(obj) is dict:
-        entry_id = obj.get("id")
-        type_ = obj.get("type")
-        created = obj.get("created_at")
-        role = obj.get("role")
-        content = obj.get("content")
-        if (
-            type(entry_id) is str
-            and entry_id
-            and type(type_) is str
-            and type(created) is str
-            and (role is None or type(role) is str)
-            and (content is None or type(content) is str)
-        ):
-            created_at = _fast_datetime(created)
-            if created_at is not None:
-                return HistoryEntry(
-                    id=entry_id,
-                    session_id=session_id,
-                    type=cast(EntryType, type_),
-                    role=cast("Role | None", role),
-                    content=content,
-                    created_at=created_at,
-                    raw=dict(obj),
-                )
+    fields = well_formed_entry(obj)
+    if fields is not None:
+        entry_id, type_, created, role, content = fields
+        created_at = _fast_datetime(created)
+        if created_at is not None:
+            return HistoryEntry(
+                id=entry_id,
+                session_id=session_id,
+                type=cast(EntryType, type_),
+                role=cast("Role | None", role),
+                content=content,
+                created_at=created_at,
+                raw=dict(obj),
+            )
     return _parse_entry(obj, session_id, what)
 
 

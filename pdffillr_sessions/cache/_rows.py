@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from .._exceptions import ConfigurationError
-from .._models import HistoryEntry, parse_entry
+from .._models import HistoryEntry, parse_entry, well_formed_entry
 from ._lean import encode
 from ._speedups import LazyEntryRaw
 
@@ -136,34 +136,23 @@ def json_entry_rows(
     ``ProtocolError`` names the position and the field)."""
     for i in positions:
         obj = items[i]
-        if type(obj) is dict:
-            entry_id = obj.get("id")
-            type_ = obj.get("type")
-            created = obj.get("created_at")
-            role = obj.get("role")
-            content = obj.get("content")
-            if (
-                type(entry_id) is str
-                and entry_id
-                and type(type_) is str
-                and type(created) is str
-                and (role is None or type(role) is str)
-                and (content is None or type(content) is str)
-            ):
-                col = canonical_time(created)
-                if col is not None:
-                    yield (
-                        scope,
-                        session_id,
-                        entry_id,
-                        i,
-                        type_,
-                        role,
-                        content,
-                        col,
-                        encode(obj, entry_id, type_, role, content, col),
-                    )
-                    continue
+        fields = well_formed_entry(obj)
+        if fields is not None:
+            entry_id, type_, created, role, content = fields
+            col = canonical_time(created)
+            if col is not None:
+                yield (
+                    scope,
+                    session_id,
+                    entry_id,
+                    i,
+                    type_,
+                    role,
+                    content,
+                    col,
+                    encode(obj, entry_id, type_, role, content, col),
+                )
+                continue
         e = parse_entry(obj, session_id=session_id, what=f"history[{i}]")
         col = ts(e.created_at)
         yield (scope, session_id, e.id, i, e.type, e.role, e.content, col, lean_raw(e, col))
